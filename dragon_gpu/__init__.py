@@ -1,0 +1,26 @@
+"""dragon-gpu: exact, streaming dye-in-body counts for gigapixel image pairs, on GPU or CPU.
+
+The public API imports nothing heavy: CuPy, Dask and h5py load only when used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "Counts", "Verdict", "decide", "detect", "DetectOptions", "DetectResult"]
+
+
+def __getattr__(name):
+    if name in ("Counts", "Verdict", "RowRange"):
+        from . import model
+
+        return getattr(model, name)
+    if name == "decide":
+        from .verdict import decide
+
+        return decide
+    if name in ("detect", "DetectOptions", "DetectResult"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'dragon_gpu' has no attribute {name!r}")

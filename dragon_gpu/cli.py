@@ -1,0 +1,251 @@
+"""The ``dragon-gpu`` command line (typer).
+
+A command parses its options, makes one library call and renders the result. This module is the
+only place that knows about exit codes and terminals: library errors (:class:`DragonError`) become
+exit 2 with one line on stderr, Ctrl-C becomes exit 130, anything else is a bug (exit 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import DragonError, UsageError
+from .io.base import Polarity
+
+app = typer.Typer(
+    name="dragon-gpu",
+    help="Decide, exactly and at gigapixel scale, whether lit dye covers more than a cutoff of a "
+         "parasite's body. Images are streamed in row blocks; a GPU is used when one is usable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> "typer.Exit":
+    typer.echo(f"dragon-gpu: {message}", err=True)
+    return typer.Exit(code)
+
+
+def cli_errors(func):
+    """Turn library errors into exit 2 and Ctrl-C into exit 130, each with one line on stderr."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DragonError as exc:
+            raise fail(f"error: {exc}") from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_memory(text: str) -> int:
+    """Bytes from ``"1GiB"``, ``"512M"``, ``"1.5G"`` or a plain number of bytes (powers of 1024)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UsageError(f"--memory: expected a size such as 1GiB, 512M or 2000000000, got {text!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    value = int(number * 1024 ** "_kmgt".index(unit or "_")) if unit else int(number)
+    if value < 16 << 20:
+        raise UsageError(f"--memory: at least 16 MiB is needed, got {text!r}")
+    return value
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"dragon-gpu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, description: str, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress = None
+        self._task = None
+        self.description = description
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("rows"),
+                                      TimeElapsedColumn(), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is None:
+            self._task = self._progress.add_task(self.description, total=total)
+        self._progress.update(self._task, completed=done)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def _render_detect(result: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    verdict = "CANCER" if result["cancer"] else "no cancer"
+    frac = "n/a" if result["fraction"] is None else f"{100 * result['fraction']:.4f}%"
+    lines = [
+        f"verdict: {verdict} (dye in body {frac} of the body; cutoff {result['cutoff']}, strictly "
+        "greater is cancer)",
+        f"shape: {result['shape'][0]} x {result['shape'][1]}",
+        f"body pixels: {result['body_pixels']}",
+        f"dye pixels in body: {result['dye_in_body_pixels']}",
+        f"dye pixels outside body: {result['dye_outside_body_pixels']}",
+        f"body rule: {result['body_rule']}",
+        f"dye rule: {result['dye_rule']}",
+        f"backend: {result['backend']}, {result['seconds']:.3f} s, "
+        f"{(result['pixels_per_second'] or 0) / 1e9:.3f} Gpixel/s",
+    ]
+    typer.echo("\n".join(lines))
+    for w in result["warnings"]:
+        typer.echo(f"dragon-gpu: warning: {w}", err=True)
+
+
+@app.command()
+@cli_errors
+def detect(
+    body: Path = typer.Argument(..., help="Body image (TIFF or HDF5): the parasite is dark, or set "
+                                          "in a mask."),
+    dye: Path = typer.Argument(..., help="Dye image of the same shape: lit dye is bright, or set "
+                                         "in a mask."),
+    cutoff: str = typer.Option("0.10", help="Cancer when dye in body > cutoff x body, strictly. "
+                                            "A decimal (0.10) or a percent (10%), read exactly."),
+    device: str = typer.Option("auto", help="auto (GPU 0 if usable, else CPU), cpu, N, or N,M "
+                                            "to split rows across GPUs."),
+    require_gpu: bool = typer.Option(False, "--require-gpu",
+                                     help="Exit 2 instead of falling back to the CPU."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray level splitting dark from bright in 8/16-bit images "
+                   "(default: half the range, 128 for uint8)."),
+    body_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which body pixels are members (default dark; "
+                                         "masks: set)."),
+    dye_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which dye pixels are lit (default bright; "
+                                         "masks: set)."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
+    allow_external: bool = typer.Option(
+        False, "--allow-external", help="Let HDF5 follow external links and read external or "
+                                        "virtual storage (refused by default: inputs are "
+                                        "untrusted)."),
+    block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
+                                                                "from --memory and the files)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Count body and dye-in-body pixels of one pair and decide. Exit 0 with a verdict, 2 on bad
+    input."""
+    from .pipeline import DetectOptions, detect as run_detect
+
+    options = DetectOptions(
+        cutoff=cutoff, device=device, require_gpu=require_gpu, memory=parse_memory(memory),
+        threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
+        body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
+        allow_external=allow_external, block_rows=block_rows)
+    with _ProgressBar("detect", enabled=not quiet) as bar:
+        result = run_detect(body, dye, options, progress=bar.update)
+    _render_detect(result.to_dict(), as_json)
+
+
+@app.command()
+@cli_errors
+def info(
+    file: Path = typer.Argument(..., help="A TIFF or HDF5 image."),
+    dataset: Optional[str] = typer.Option(None, help="HDF5 dataset (default: the only 2-D one)."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD)."),
+    allow_external: bool = typer.Option(False, "--allow-external",
+                                        help="Follow HDF5 external links and storage."),
+    sample: bool = typer.Option(True, "--sample/--no-sample",
+                                help="Decode a sample of rows to measure the decode cost."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+):
+    """Describe an input: shape, bit depth, layout, compression, pixel rules, decode cost."""
+    from .inspect import describe_file
+
+    facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
+                          sample=sample)
+    if as_json:
+        typer.echo(json.dumps(facts))
+        return
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+
+
+@app.command()
+@cli_errors
+def demo(
+    size: int = typer.Option(2048, min=64, help="Side of the generated square pair, in pixels."),
+    seed: int = typer.Option(7, help="Random seed of the generated pair."),
+    device: str = typer.Option("auto", help="Device for detection, as in detect."),
+):
+    """Generate a small realistic pair in a temporary folder, detect it, and print both."""
+    import tempfile
+
+    from .pipeline import detect as run_detect
+    from .simulate import generate
+
+    with tempfile.TemporaryDirectory(prefix="dragon-gpu-demo-") as tmp:
+        typer.echo(f"generating a {size} x {size} pair (seed {seed}) in {tmp} ...")
+        t0 = time.perf_counter()
+        truth = generate(tmp, height=size, width=size, seed=seed, kind="typical")
+        typer.echo(f"generated in {time.perf_counter() - t0:.2f} s: body.tif, dye.tif, truth.json")
+        result = run_detect(Path(tmp) / "body.tif", Path(tmp) / "dye.tif", device=device)
+        got = result.to_dict()
+        _render_detect(got, as_json=False)
+        keys = ("body_pixels", "dye_in_body_pixels", "dye_outside_body_pixels", "dye_pixels",
+                "cancer")
+        agree = all(got[k] == truth[k] for k in keys)
+        typer.echo(f"ground truth: body {truth['body_pixels']}, dye in body "
+                   f"{truth['dye_in_body_pixels']}, cancer {truth['cancer']} -> detect "
+                   f"{'matches the truth exactly' if agree else 'DIFFERS FROM THE TRUTH'}")
+        if not agree:
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="dragon-gpu")

@@ -1,0 +1,76 @@
+"""Counting engines behind one interface (:class:`Engine`), chosen by ``--device``."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Callable
+
+from ..errors import GpuUnavailableError, UsageError
+from .base import Engine
+
+__all__ = ["Engine", "parse_device", "register_engine", "select_engine"]
+
+#: builds a GPU engine for a list of device ordinals, or raises if none is usable.
+_gpu_factory: Callable[[list[int]], Engine] | None = None
+
+
+def register_engine(factory: Callable[[list[int]], Engine]) -> None:
+    """Install the factory of the GPU engine (done by :mod:`dragon_gpu.engines.gpu`)."""
+    global _gpu_factory
+    _gpu_factory = factory
+
+
+def parse_device(text: str) -> str | list[int]:
+    """``"auto"``, ``"cpu"``, or a list of GPU ordinals from ``"N"`` / ``"N,M"``."""
+    value = str(text).strip().lower()
+    if value in ("auto", "cpu"):
+        return value
+    if not re.fullmatch(r"\d+(,\d+)*", value):
+        raise UsageError(f"--device: expected auto, cpu, N or N,M (GPU numbers), got {text!r}")
+    ids = [int(v) for v in value.split(",")]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--device: a GPU is named twice in {text!r}")
+    return ids
+
+
+def _gpu_engine(ids: list[int]) -> Engine:
+    if _gpu_factory is None:
+        try:
+            from . import gpu  # noqa: F401  (registers itself when CuPy is importable)
+        except ImportError as exc:
+            raise GpuUnavailableError(f"the GPU engine is not available ({exc})") from None
+    if _gpu_factory is None:
+        raise GpuUnavailableError("the GPU engine is not available")
+    return _gpu_factory(ids)
+
+
+def select_engine(device: str = "auto", require_gpu: bool = False,
+                  warn: Callable[[str], None] | None = None) -> Engine:
+    """The engine for ``--device``.
+
+    ``auto`` uses GPU 0 when a usable GPU is present, else the CPU. Named GPUs that are not usable
+    fall back to the CPU with one line on stderr, unless ``require_gpu``, which raises
+    :class:`GpuUnavailableError` instead.
+    """
+    from .cpu import CpuEngine
+
+    spec = parse_device(device)
+    if spec == "cpu":
+        if require_gpu:
+            raise UsageError("--require-gpu contradicts --device cpu")
+        return CpuEngine()
+    ids = [0] if spec == "auto" else spec
+    try:
+        return _gpu_engine(ids)
+    except GpuUnavailableError as exc:
+        if require_gpu:
+            raise
+        if spec != "auto":
+            (warn or _stderr)(f"dragon-gpu: GPU {','.join(map(str, ids))} not usable ({exc.problem}); "
+                              "using the CPU")
+        return CpuEngine()
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)

@@ -1,0 +1,90 @@
+"""Readers of body and dye images, behind one interface (:class:`MaskReader`).
+
+:func:`open_mask` picks the reader by the file's first bytes (its magic number), not its suffix,
+so a mislabelled file is read as what it is or refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ..errors import CorruptInputError, MissingInputError, UnsupportedInputError
+from .base import Encoding, Kind, MaskReader, PixelRule, Polarity, default_threshold, resolve_rule
+
+__all__ = ["Encoding", "Kind", "MaskReader", "PixelRule", "Polarity", "default_threshold",
+           "open_mask", "resolve_rule", "register_format", "sniff_format"]
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _open_tiff(path, *, page=0, dataset=None, allow_external=False):
+    from .tiff import TiffReader
+
+    return TiffReader(path, page=page)
+
+
+def _open_hdf5(path, *, page=0, dataset=None, allow_external=False):
+    from .hdf5 import Hdf5Reader
+
+    return Hdf5Reader(path, dataset=dataset, allow_external=allow_external)
+
+
+#: format name -> opener; a new format registers here and subclasses the reader conformance suite.
+_OPENERS: dict[str, Callable[..., MaskReader]] = {"tiff": _open_tiff, "hdf5": _open_hdf5}
+
+
+def register_format(name: str, opener: Callable[..., MaskReader]) -> None:
+    """Register a reader factory ``opener(path, *, page, dataset, allow_external)``."""
+    _OPENERS[name] = opener
+
+
+def sniff_format(path: str) -> str:
+    """``"tiff"`` or ``"hdf5"`` from the file's magic number; raises :class:`InputError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingInputError("no such file", path)
+    if os.path.isdir(path):
+        raise MissingInputError("is a directory, not an image file", path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise MissingInputError(f"cannot be read ({exc.strerror or exc})", path) from None
+    if not head:
+        raise CorruptInputError("is an empty file", path)
+    if head[:4] in _TIFF_MAGICS:
+        return "tiff"
+    if head == _HDF5_MAGIC:
+        return "hdf5"
+    # HDF5 may start at a user block of 512, 1024, ... bytes.
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        offset = 512
+        while offset + 8 <= size:
+            fh.seek(offset)
+            if fh.read(8) == _HDF5_MAGIC:
+                return "hdf5"
+            offset *= 2
+    raise UnsupportedInputError("is not a TIFF or HDF5 file", path)
+
+
+def open_mask(path, *, page: int = 0, dataset: str | None = None,
+              allow_external: bool = False) -> MaskReader:
+    """Open one image as a :class:`MaskReader`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A TIFF or HDF5 file.
+    page : int
+        TIFF page (IFD) index.
+    dataset : str, optional
+        HDF5 dataset path; without it the file's only 2-D dataset.
+    allow_external : bool
+        Let HDF5 read other files (external links, external storage, virtual datasets).
+    """
+    path = os.fspath(path)
+    fmt = sniff_format(path)
+    return _OPENERS[fmt](path, page=page, dataset=dataset, allow_external=allow_external)

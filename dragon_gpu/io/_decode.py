@@ -1,0 +1,57 @@
+"""Decoding of compressed segments (TIFF strips and tiles), shared by the readers.
+
+Readers fetch a segment's raw bytes with ``os.pread`` (thread safe, no shared file position) and
+decode them here with imagecodecs, which releases the GIL: a thread pool decodes the segments of
+one block on every core.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import imagecodecs
+import numpy as np
+
+#: TIFF compression tag value -> (name, decoder). The decoders accept ``out=``.
+TIFF_DECODERS = {
+    1: ("none", None),
+    5: ("lzw", imagecodecs.lzw_decode),
+    8: ("deflate", imagecodecs.zlib_decode),
+    32946: ("deflate", imagecodecs.zlib_decode),
+    32773: ("packbits", imagecodecs.packbits_decode),
+    50000: ("zstd", imagecodecs.zstd_decode),
+    34925: ("lzma", imagecodecs.lzma_decode),
+}
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def decode_workers() -> int:
+    """Threads used to decode segments: ``DRAGON_GPU_DECODE_THREADS`` or the usable cores."""
+    env = os.environ.get("DRAGON_GPU_DECODE_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The process-wide pool that decodes segments."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(decode_workers(), thread_name_prefix="dragon-decode")
+        return _pool
+
+
+def pread_exact(fd: int, offset: int, nbytes: int) -> bytes:
+    """``nbytes`` bytes at ``offset``; short reads (a truncated file) raise ``EOFError``."""
+    data = os.pread(fd, nbytes, offset)
+    if len(data) != nbytes:
+        raise EOFError(f"segment at byte {offset} needs {nbytes} bytes, the file has {len(data)}")
+    return data

@@ -1,0 +1,198 @@
+"""The reader interface: a 2-D image read as row blocks, plus the rule that makes it a mask.
+
+A reader delivers rows in one of two storage encodings:
+
+* **packed**: one bit per pixel, eight pixels a byte, most significant bit first, each row padded
+  to whole bytes (``ceil(width / 8)`` bytes a row). The padding bits are undefined and never count.
+* **plane**: one ``uint8`` or ``uint16`` value per pixel (``width`` values a row).
+
+A :class:`PixelRule` says which stored values are members: ``value >= threshold`` when ``high``
+is true, else ``value < threshold``. Packed bits use threshold 1, so ``high`` means "set bit".
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+class Polarity(str, Enum):
+    """Which pixels of an image are members: the dark ones or the bright ones."""
+
+    dark = "dark"
+    bright = "bright"
+
+
+class Kind(str, Enum):
+    """What a file holds, which decides the default pixel rule."""
+
+    gray = "gray"          # uint8 / uint16 image: thresholded
+    bilevel = "bilevel"    # 1-bit image with a photometric interpretation
+    mask = "mask"          # boolean mask: a set value is a member
+
+
+@dataclass(frozen=True)
+class PixelRule:
+    """How stored values become members (see the module docstring)."""
+
+    threshold: int
+    high: bool
+    text: str
+
+    def members(self, values: np.ndarray) -> np.ndarray:
+        """Boolean membership of an array of plane values (reference implementation)."""
+        return values >= self.threshold if self.high else values < self.threshold
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What the engine needs to know about the rows of one input."""
+
+    packed: bool
+    width: int
+    dtype: np.dtype
+    rule: PixelRule
+
+    @property
+    def row_items(self) -> int:
+        return (self.width + 7) // 8 if self.packed else self.width
+
+    @property
+    def row_nbytes(self) -> int:
+        return self.row_items * np.dtype(self.dtype).itemsize
+
+
+class MaskReader(abc.ABC):
+    """One 2-D image of a file, read as row blocks without ever loading the whole image.
+
+    Subclasses set the attributes below in ``__init__`` after validating the file, and implement
+    :meth:`read_rows`. Readers are used by one thread at a time, but ``read_rows`` may decode the
+    segments of a block on several threads internally.
+    """
+
+    path: str
+    #: (rows, columns) of the image.
+    shape: tuple[int, int]
+    #: 1, 8 or 16.
+    bits: int
+    #: True when rows are delivered packed (1 bit a pixel), False for planes.
+    packed: bool
+    #: dtype of the delivered rows (uint8 when packed).
+    dtype: np.dtype
+    kind: Kind
+    #: for bilevel images: whether a set bit is white (MINISBLACK) or black (MINISWHITE).
+    set_is_white: bool = True
+    #: for gray images: whether larger values are darker (MINISWHITE).
+    inverted: bool = False
+    #: rows of the file's natural unit (strip, tile or chunk rows); block edges on multiples of it
+    #: never decode a unit twice.
+    row_granularity: int = 1
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def row_items(self) -> int:
+        return (self.width + 7) // 8 if self.packed else self.width
+
+    @property
+    def row_nbytes(self) -> int:
+        return self.row_items * np.dtype(self.dtype).itemsize
+
+    def empty_rows(self, rows: int) -> np.ndarray:
+        """An uninitialised buffer that :meth:`read_rows` can fill with ``rows`` rows."""
+        return np.empty((rows, self.row_items), dtype=self.dtype)
+
+    @abc.abstractmethod
+    def read_rows(self, row_start: int, row_stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[row_start, row_stop)`` as an array of shape ``(rows, row_items)``.
+
+        When ``out`` is given (C-contiguous, at least that many rows, right dtype and width) the
+        rows are written into its first rows and a view of them is returned.
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """Facts for ``dragon-gpu info``: layout, compression, stored bytes..."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_range(self, row_start: int, row_stop: int, out: np.ndarray | None) -> np.ndarray:
+        if not 0 <= row_start <= row_stop <= self.height:
+            raise ValueError(f"rows [{row_start}, {row_stop}) outside an image of {self.height} rows")
+        rows = row_stop - row_start
+        if out is None:
+            return self.empty_rows(rows)
+        if (out.dtype != self.dtype or out.ndim != 2 or out.shape[1] != self.row_items
+                or out.shape[0] < rows or not out.flags.c_contiguous):
+            raise ValueError("out buffer does not match the reader's rows")
+        return out[:rows]
+
+
+def default_threshold(bits: int) -> int:
+    """Half the dtype range: 128 for uint8, 32768 for uint16, 1 for a bit."""
+    return 1 << (bits - 1) if bits > 1 else 1
+
+
+def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None = None,
+                 threshold: int | None = None) -> PixelRule:
+    """The pixel rule of the SPEC for ``reader`` used as ``role`` (``"body"`` or ``"dye"``).
+
+    * gray images: body = dark (``value < threshold``), dye = bright (``value >= threshold``);
+      the threshold applies to the displayed brightness, so a MINISWHITE image is flipped.
+    * bilevel (1-bit) images: body = black, dye = white, after the photometric interpretation.
+    * masks: a set value is a member; an explicit polarity reads the mask as a 0/1 image in which
+      set is bright.
+
+    ``polarity`` overrides the role's default; ``threshold`` applies to gray images only.
+    """
+    if role not in ("body", "dye"):
+        raise ValueError(f"role must be 'body' or 'dye', not {role!r}")
+    explicit = polarity is not None
+    pol = Polarity(polarity) if explicit else (Polarity.dark if role == "body" else Polarity.bright)
+    bright = pol is Polarity.bright
+    if reader.kind is Kind.gray:
+        maxval = (1 << reader.bits) - 1
+        thr = default_threshold(reader.bits) if threshold is None else int(threshold)
+        if not 1 <= thr <= maxval:
+            raise UsageError(f"--threshold: must be between 1 and {maxval} for a {reader.bits}-bit "
+                             f"image, got {thr}")
+        dtype = f"uint{reader.bits}"
+        if reader.inverted:
+            # Displayed brightness is maxval - value: brightness >= thr <=> value <= maxval - thr.
+            stored = maxval + 1 - thr
+            rule = PixelRule(stored, not bright,
+                             f"{dtype} MINISWHITE image: brightness (={maxval}-value) "
+                             f"{'>=' if bright else '<'} {thr} is {role} ({pol.value})")
+            return rule
+        op = ">=" if bright else "<"
+        return PixelRule(thr, bright, f"{dtype} image: value {op} {thr} is {role} ({pol.value})")
+    if reader.kind is Kind.bilevel:
+        photometric = "MINISBLACK" if reader.set_is_white else "MINISWHITE"
+        high = bright == reader.set_is_white
+        colour = "white" if bright else "black"
+        bit = "set" if high else "clear"
+        return PixelRule(1, high, f"1-bit {photometric} image: {colour} ({bit} bit) is {role} "
+                                  f"({pol.value})")
+    # mask
+    high = not explicit or bright
+    what = "set" if high else "unset"
+    suffix = f" (--{role}-polarity {pol.value})" if explicit else ""
+    return PixelRule(1, high, f"mask: {what} value is {role}{suffix}")

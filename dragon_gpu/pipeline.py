@@ -1,0 +1,215 @@
+"""The single-machine driver: open both inputs, plan row blocks, count with an engine, decide."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
+
+from . import __version__
+from .engines import select_engine
+from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
+from .io import Encoding, MaskReader, Polarity, open_mask, resolve_rule
+from .model import Counts, RowRange, Verdict
+from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
+
+DEFAULT_MEMORY = 1 << 30
+#: Blocks larger than this gain nothing and make progress coarse.
+MAX_BLOCK_NBYTES = 128 << 20
+#: Share of the memory budget one block pair may take: the prefetch ring holds three, decoding
+#: holds up to one more, and a partly used segment per input is cached.
+BLOCK_SHARE = 8
+BODY_WARN_SHARE = Fraction(1, 4)
+DYE_WARN_SHARE = Fraction(1, 2)
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Everything a detection needs besides the two paths (the CLI's options, validated)."""
+
+    cutoff: str = DEFAULT_CUTOFF
+    device: str = "auto"
+    require_gpu: bool = False
+    memory: int = DEFAULT_MEMORY
+    threshold: int | None = None
+    body_polarity: Polarity | None = None
+    dye_polarity: Polarity | None = None
+    body_dataset: str | None = None
+    dye_dataset: str | None = None
+    page: int = 0
+    allow_external: bool = False
+    block_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """A verdict with everything the detect JSON reports."""
+
+    body_path: str
+    dye_path: str
+    shape: tuple[int, int]
+    verdict: Verdict
+    backend: str
+    seconds: float
+    body_rule: str
+    dye_rule: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counts:
+        return self.verdict.counts
+
+    def to_dict(self) -> dict:
+        """The detect JSON object of the SPEC, keys in its order."""
+        c = self.counts
+        pixels = self.shape[0] * self.shape[1]
+        return {
+            "version": __version__,
+            "body_path": self.body_path,
+            "dye_path": self.dye_path,
+            "shape": list(self.shape),
+            "body_pixels": c.body,
+            "dye_in_body_pixels": c.dye_in_body,
+            "dye_outside_body_pixels": c.dye_outside_body,
+            "dye_pixels": c.dye,
+            "fraction": self.verdict.fraction,
+            "cutoff": self.verdict.cutoff_text,
+            "cancer": self.verdict.cancer,
+            "backend": self.backend,
+            "seconds": round(self.seconds, 6),
+            "pixels_per_second": round(pixels / self.seconds) if self.seconds > 0 else None,
+            "body_rule": self.body_rule,
+            "dye_rule": self.dye_rule,
+            "warnings": list(self.warnings),
+        }
+
+
+def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], memory: int,
+                block_rows: int | None = None) -> list[RowRange]:
+    """Split ``height`` rows into blocks that fit the memory budget.
+
+    Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
+    their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
+    and readers cache the one unit that a block edge cuts.
+
+    Raises
+    ------
+    MemoryBudgetError
+        If one natural unit of rows does not fit the budget.
+    """
+    if memory <= 0:
+        raise UsageError(f"--memory: must be positive, got {memory}")
+    target = max(row_nbytes, min(memory // BLOCK_SHARE, MAX_BLOCK_NBYTES))
+    unit = math.lcm(*granularities)
+    if unit * row_nbytes > target:
+        unit = max(granularities)
+    if block_rows is None:
+        if unit * row_nbytes > memory // 4:
+            raise MemoryBudgetError(
+                f"a block of {unit} rows (the files' strip/tile/chunk height) needs "
+                f"{_human(unit * row_nbytes)}, more than a quarter of the memory budget "
+                f"{_human(memory)}; raise --memory or re-encode with smaller strips "
+                "(dragon-gpu convert)")
+        block_rows = max(unit, target // row_nbytes // unit * unit)
+    elif block_rows < 1:
+        raise UsageError(f"block_rows must be positive, got {block_rows}")
+    block_rows = min(block_rows, height)
+    return [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
+
+
+def detect(body_path, dye_path, options: DetectOptions | None = None,
+           progress: Callable[[int, int], None] | None = None, **kwargs) -> DetectResult:
+    """Decide one pair: count body and dye-in-body pixels, streaming, and apply the cutoff.
+
+    Parameters
+    ----------
+    body_path, dye_path : str or PathLike
+        The body and dye images (TIFF or HDF5, any mix), of the same shape.
+    options : DetectOptions, optional
+        Cutoff, device, memory budget, pixel rules...; keyword arguments override its fields.
+    progress : callable, optional
+        ``progress(rows_done, rows_total)`` after each block.
+
+    Returns
+    -------
+    DetectResult
+        Counts, verdict (``cancer = dye_in_body > cutoff * body``, exactly) and metadata.
+
+    Raises
+    ------
+    DragonError
+        For any problem with the inputs or options (the CLI exits 2 on these).
+    """
+    opts = options or DetectOptions()
+    if kwargs:
+        opts = DetectOptions(**{**opts.__dict__, **kwargs})
+    parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
+    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        body = stack.enter_context(open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
+                                             allow_external=opts.allow_external))
+        dye = stack.enter_context(open_mask(dye_path, page=opts.page, dataset=opts.dye_dataset,
+                                            allow_external=opts.allow_external))
+        if body.shape != dye.shape:
+            raise ShapeMismatchError(
+                f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye "
+                f"({os.fspath(dye_path)}) is {dye.shape[0]} x {dye.shape[1]}", os.fspath(body_path))
+        body_enc, dye_enc = encodings(body, dye, opts)
+        blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
+                             (body.row_granularity, dye.row_granularity), opts.memory,
+                             opts.block_rows)
+        done = 0
+
+        def tick(rows: int) -> None:
+            nonlocal done
+            done += rows
+            if progress is not None:
+                progress(done, body.height)
+
+        counts = engine.count_pair(body, body_enc, dye, dye_enc, blocks, tick)
+    seconds = time.perf_counter() - start
+    verdict = decide(counts, opts.cutoff)
+    shape = body.shape
+    if counts.body == 0:
+        raise EmptyBodyError(f"the body mask is empty under the rule '{body_enc.rule.text}' "
+                             "(check --body-polarity / --threshold)", os.fspath(body_path),
+                             counts=counts)
+    return DetectResult(
+        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
+        verdict=verdict, backend=engine.name, seconds=seconds, body_rule=body_enc.rule.text,
+        dye_rule=dye_enc.rule.text, warnings=coverage_warnings(counts, shape))
+
+
+def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:
+    """The engine's view of both inputs under the options' pixel rules."""
+    body_rule = resolve_rule(body, "body", opts.body_polarity, opts.threshold)
+    dye_rule = resolve_rule(dye, "dye", opts.dye_polarity, opts.threshold)
+    return (Encoding(body.packed, body.width, body.dtype, body_rule),
+            Encoding(dye.packed, dye.width, dye.dtype, dye_rule))
+
+
+def coverage_warnings(counts: Counts, shape: tuple[int, int]) -> list[str]:
+    """Hints that a rule is probably wrong: a small body, or dye over most of the image."""
+    pixels = shape[0] * shape[1]
+    out = []
+    if counts.body and Fraction(counts.body, pixels) < BODY_WARN_SHARE:
+        out.append(f"the body covers {100 * counts.body / pixels:.2f}% of the image, less than the "
+                   "25% expected of a parasite; check the body image, --threshold and "
+                   "--body-polarity")
+    if Fraction(counts.dye, pixels) > DYE_WARN_SHARE:
+        out.append(f"the dye covers {100 * counts.dye / pixels:.2f}% of the image; is the dye "
+                   "polarity inverted (--dye-polarity)?")
+    return out
+
+
+def _human(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
+    return f"{nbytes} B"  # pragma: no cover
