@@ -89,8 +89,8 @@ class DetectResult:
 
 
 def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], memory: int,
-                block_rows: int | None = None) -> list[RowRange]:
-    """Split ``height`` rows into blocks that fit the memory budget.
+                block_rows: int | None = None, rows: RowRange | None = None) -> list[RowRange]:
+    """Split ``height`` rows (or the range ``rows`` of them) into blocks that fit the budget.
 
     Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
     their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
@@ -117,8 +117,11 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
         block_rows = max(unit, target // row_nbytes // unit * unit)
     elif block_rows < 1:
         raise UsageError(f"block_rows must be positive, got {block_rows}")
-    block_rows = min(block_rows, height)
-    return [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
+    rows = rows or RowRange(0, height)
+    if rows.row_stop > height:
+        raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
+    start, stop = rows.row_start, rows.row_stop
+    return [RowRange(r, min(stop, r + block_rows)) for r in range(start, stop, block_rows)]
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
@@ -144,12 +147,44 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     DragonError
         For any problem with the inputs or options (the CLI exits 2 on these).
     """
-    opts = options or DetectOptions()
-    if kwargs:
-        opts = DetectOptions(**{**opts.__dict__, **kwargs})
-    parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
-    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    opts = _options(options, kwargs)
     start = time.perf_counter()
+    counts, shape, body_rule, dye_rule, backend = _count(body_path, dye_path, opts, None, progress)
+    seconds = time.perf_counter() - start
+    verdict = decide(counts, opts.cutoff)
+    if counts.body == 0:
+        raise EmptyBodyError(f"the body mask is empty under the rule '{body_rule}' "
+                             "(check --body-polarity / --threshold)", os.fspath(body_path),
+                             counts=counts)
+    return DetectResult(
+        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
+        verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
+        dye_rule=dye_rule, warnings=coverage_warnings(counts, shape))
+
+
+def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | None = None,
+                **kwargs) -> Counts:
+    """Counts of rows ``[rows.row_start, rows.row_stop)`` of a pair: the task of a distributed run.
+
+    Opens the files itself (tasks carry paths, never open handles), so counts of disjoint ranges
+    that cover the image add up exactly to the counts of :func:`detect`.
+    """
+    opts = _options(options, kwargs)
+    return _count(body_path, dye_path, opts, rows, None)[0]
+
+
+def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
+    opts = options or DetectOptions()
+    if overrides:
+        opts = DetectOptions(**{**opts.__dict__, **overrides})
+    parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
+    return opts
+
+
+def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
+           progress: Callable[[int, int], None] | None):
+    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
+    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     with ExitStack() as stack:
         body = stack.enter_context(open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
                                              allow_external=opts.allow_external))
@@ -162,27 +197,18 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
         body_enc, dye_enc = encodings(body, dye, opts)
         blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
                              (body.row_granularity, dye.row_granularity), opts.memory,
-                             opts.block_rows)
+                             opts.block_rows, rows)
+        total = sum(b.rows for b in blocks)
         done = 0
 
-        def tick(rows: int) -> None:
+        def tick(n: int) -> None:
             nonlocal done
-            done += rows
+            done += n
             if progress is not None:
-                progress(done, body.height)
+                progress(done, total)
 
         counts = engine.count_pair(body, body_enc, dye, dye_enc, blocks, tick)
-    seconds = time.perf_counter() - start
-    verdict = decide(counts, opts.cutoff)
-    shape = body.shape
-    if counts.body == 0:
-        raise EmptyBodyError(f"the body mask is empty under the rule '{body_enc.rule.text}' "
-                             "(check --body-polarity / --threshold)", os.fspath(body_path),
-                             counts=counts)
-    return DetectResult(
-        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
-        verdict=verdict, backend=engine.name, seconds=seconds, body_rule=body_enc.rule.text,
-        dye_rule=dye_enc.rule.text, warnings=coverage_warnings(counts, shape))
+        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name
 
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:
