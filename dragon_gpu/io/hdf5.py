@@ -287,20 +287,40 @@ class Hdf5Reader(MaskReader):
             return
         chunk_nbytes = int(np.prod(ds.chunks)) * itemsize
         limit = chunk_nbytes + chunk_nbytes // 64 + 1024
+        nfilters = ds.id.get_create_plist().get_nfilters()
+        all_skipped = (1 << nfilters) - 1
         expected = 1
         for n, c in zip(ds.shape, ds.chunks):
             expected *= -(-int(n) // int(c))
         stored = 0
         problem: list[str] = []
+        seen: set[tuple[int, ...]] = set()
+        shape = tuple(int(n) for n in ds.shape)
+        chunks = tuple(int(c) for c in ds.chunks)
 
         def visit(info) -> int | None:
             nonlocal stored
             stored += 1
             end = info.byte_offset + info.size
             at = tuple(int(v) for v in info.chunk_offset)
+            raw = nfilters == 0 or (info.filter_mask & all_skipped) == all_skipped
+            if (len(at) != len(shape) or at in seen
+                    or any(a % c or not 0 <= a < n for a, c, n in zip(at, chunks, shape))):
+                # A damaged index: some chunk of the image is then missing, and HDF5 would
+                # hand back memory it never wrote for it.
+                problem.append(f"the chunk index of {name!r} lists a chunk at {at}, which is "
+                               "not a chunk of the image")
+                return 1
+            seen.add(at)
             if end > size:
                 problem.append(f"is truncated: the chunk at {at} of {name!r} ends at byte {end}, "
                                f"the file has {size}")
+            elif raw and info.size != chunk_nbytes:
+                # HDF5 would fill the difference from memory it never wrote.
+                problem.append(f"the unfiltered chunk at {at} of {name!r} stores {info.size} "
+                               f"bytes; its {chunk_nbytes} pixel bytes need exactly that many")
+            elif info.size == 0:
+                problem.append(f"the chunk at {at} of {name!r} stores no bytes")
             elif info.size > limit:
                 problem.append(f"the chunk at {at} of {name!r} stores {info.size} bytes for "
                                f"{chunk_nbytes} decoded bytes: damaged, or a decompression bomb")

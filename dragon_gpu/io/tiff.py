@@ -153,6 +153,11 @@ class TiffReader(MaskReader):
         if need and (self._offsets.min() < 0 or self._counts.min() < 0):
             bad = int(np.argmax((self._offsets < 0) | (self._counts < 0)))
             raise CorruptInputError(f"{self._unit_name} {bad} has a negative offset or size", where)
+        inside = (self._offsets < (16 if self._tif.is_bigtiff else 8)) & (self._counts > 0)
+        if inside.any():
+            bad = int(np.argmax(inside))
+            raise CorruptInputError(f"{self._unit_name} {bad} starts at byte "
+                                    f"{int(self._offsets[bad])}, inside the TIFF header", where)
         ends = self._offsets + self._counts
         if need and ends.max() > size:
             bad = int(np.argmax(ends > size))
