@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dragon_gpu.io.base import Encoding, PixelRule
+from dragon_gpu.io.base import Encoding, Kind, MaskReader, PixelRule
 
 ENCODINGS = ("packed", "u8", "u16")
 PAIRS = [(b, d) for b in ENCODINGS for d in ENCODINGS]
@@ -56,3 +56,26 @@ def numpy_counts(body, body_enc, dye, dye_enc) -> tuple[int, int, int]:
     """``(body, dye, dye_in_body)`` of a block."""
     b, d = members(body, body_enc), members(dye, dye_enc)
     return int(b.sum()), int(d.sum()), int((b & d).sum())
+
+
+class ArrayReader(MaskReader):
+    """A reader over an in-memory array, in its storage encoding (for engine tests)."""
+
+    def __init__(self, data: np.ndarray, enc: Encoding, path: str = "<memory>"):
+        self.path = path
+        self.shape = (data.shape[0], enc.width)
+        self.packed = enc.packed
+        self.bits = 1 if enc.packed else 8 * data.dtype.itemsize
+        self.dtype = data.dtype
+        self.kind = Kind.mask if enc.packed else Kind.gray
+        self._data = data
+        self.reads: list[tuple[int, int]] = []
+
+    def read_rows(self, row_start, row_stop, out=None):
+        out = self._check_range(row_start, row_stop, out)
+        out[...] = self._data[row_start:row_stop]
+        self.reads.append((row_start, row_stop))
+        return out
+
+    def describe(self) -> dict:
+        return {"format": "memory"}

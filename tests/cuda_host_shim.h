@@ -12,21 +12,29 @@
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __shared__ static
+// Each CPU thread emulates its own GPU, so the kernel-visible globals are per thread.
+#define __shared__ static thread_local
 
 struct dim3 { unsigned int x, y, z; };
 struct uint2 { unsigned int x, y; };
 struct uint4 { unsigned int x, y, z, w; };
 
 extern "C" {
-dim3 threadIdx = {0, 1, 1}, blockIdx = {0, 1, 1}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+thread_local dim3 threadIdx = {0, 1, 1}, blockIdx = {0, 1, 1}, blockDim = {1, 1, 1},
+    gridDim = {1, 1, 1};
 
-// Called before each emulated thread block.
+// Called before each emulated thread block: one thread a block.
 void dragon_emulate_block(unsigned int block, unsigned int grid) {
     blockIdx.x = block;
     gridDim.x = grid;
     threadIdx.x = 0;
     blockDim.x = 1;
+}
+
+// For kernels that never synchronise a block (the probe): thread `thread` of `threads`.
+void dragon_emulate_thread(unsigned int thread, unsigned int threads) {
+    threadIdx.x = thread;
+    blockDim.x = threads;
 }
 }
 

@@ -11,19 +11,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import _cuda_emulation as emu
 from _gpu_cases import PAIRS, WIDTHS, numpy_counts, random_block
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, KERNEL_FILES, kernel_source
 from dragon_gpu.engines.gpu._plan import ALIGN, device_nbytes, kernel_for
-
-SHIM = Path(__file__).with_name("cuda_host_shim.h")
 
 
 def test_every_cu_file_is_listed():
@@ -50,28 +47,14 @@ def test_cu_compiles_for_sm90(file, tmp_path):
 
 
 # -- the kernels' logic on the CPU ----------------------------------------------------------------
-_KERNEL_ARGS = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_uint32] * 6 + [
-    ctypes.POINTER(ctypes.c_uint64)]
-
-
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    """``file -> ctypes.CDLL`` of each counting kernel compiled as C++ for the CPU."""
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
+    """``file -> ctypes.CDLL`` of each counting kernel built as C++ for the CPU."""
+    if emu.compiler() is None:
         pytest.skip("no C++ compiler to emulate the kernels on the CPU")
     out = tmp_path_factory.mktemp("emulated")
-    libs = {}
-    for file in ("packed_packed.cu", "plane_plane.cu", "mixed.cu"):
-        src = out / file
-        src.write_text(kernel_source(file))
-        lib = out / (file + ".so")
-        run = subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-                              "-x", "c++", "-include", str(SHIM), str(src), "-o", str(lib)],
-                             capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr
-        libs[file] = ctypes.CDLL(str(lib))
-    return libs
+    return {file: emu.build(kernel_source(file), out)
+            for file in ("packed_packed.cu", "plane_plane.cu", "mixed.cu")}
 
 
 def _device_copy(data: np.ndarray, nbytes: int, rng) -> np.ndarray:
@@ -89,20 +72,15 @@ def emulate(libs, body, body_enc, dye, dye_enc, grid: int, counters=None, rng=No
     """Run the pair's kernel as ``grid`` single-thread blocks; returns the three counters."""
     rng = rng or np.random.default_rng(0)
     spec = kernel_for(body_enc, dye_enc)
-    lib = libs[spec.file]
-    fn = getattr(lib, spec.name)
-    fn.argtypes, fn.restype = _KERNEL_ARGS, None
     rows = body.shape[0]
     b = _device_copy(body, device_nbytes(rows, body_enc), rng)
     d = _device_copy(dye, device_nbytes(rows, dye_enc), rng)
     counters = np.zeros(3, dtype=np.uint64) if counters is None else counters
-    args = (b.ctypes.data, d.ctypes.data, rows, body_enc.width,
-            body_enc.rule.threshold, int(body_enc.rule.high),
-            dye_enc.rule.threshold, int(dye_enc.rule.high),
-            counters.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
-    for block in range(grid):
-        lib.dragon_emulate_block(block, grid)
-        fn(*args)
+    u32 = np.uint32
+    emu.launch(libs[spec.file], spec.name, grid, 1,
+               (b.ctypes.data, d.ctypes.data, u32(rows), u32(body_enc.width),
+                u32(body_enc.rule.threshold), u32(body_enc.rule.high),
+                u32(dye_enc.rule.threshold), u32(dye_enc.rule.high), counters.ctypes.data))
     return counters
 
 
