@@ -151,7 +151,16 @@ class FakeGpu:
             out.view(np.uint8).reshape(-1)[:] = 0xA5  # garbage, as a reused buffer would hold
             return out
 
-        pool = types.SimpleNamespace(free_all_blocks=lambda: None)
+        def asarray(a, dtype=None):
+            a = np.ascontiguousarray(a, dtype=dtype)
+            arr = FakeArray(gpu, a.shape, a.dtype, fill=None)
+            arr.host[...] = a
+            return arr
+
+        def set_limit(size=None, fraction=None):
+            gpu.device_memory = size or None
+
+        pool = types.SimpleNamespace(free_all_blocks=lambda: None, set_limit=set_limit)
         runtime = types.SimpleNamespace(
             getDeviceCount=lambda: gpu.devices, memcpyAsync=memcpy_async,
             memcpyHostToDevice=1, CUDARuntimeError=CUDARuntimeError)
@@ -161,7 +170,7 @@ class FakeGpu:
         cuda.runtime, cuda.memory = runtime, memory
         cupy = types.ModuleType("cupy")
         cupy.cuda, cupy.RawModule = cuda, RawModule
-        cupy.empty, cupy.zeros = empty, zeros
+        cupy.empty, cupy.zeros, cupy.asarray = empty, zeros, asarray
         cupy.uint8, cupy.uint64 = np.uint8, np.uint64
         cupy.get_default_memory_pool = lambda: pool
         cupy.get_default_pinned_memory_pool = lambda: pool
