@@ -91,7 +91,8 @@ def machine(device: int) -> str:
     cpu = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in fh
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     runtime = cupy.cuda.runtime.runtimeGetVersion()
@@ -190,17 +191,17 @@ def synthetic(folder: Path, size: int, encoding: str) -> str:
         else:
             out[:] = np.where(stripe[shift: shift + size], 255, 0)
 
-    for name, fill in (("body.tif", body_row), ("dye.tif", dye_row)):
-        def strips():
-            buf = np.empty((strip_rows, row_bytes), dtype=np.uint8)
-            for r0 in range(0, size, strip_rows):
-                n = min(strip_rows, size - r0)
-                for i in range(n):
-                    fill(r0 + i, buf[i])
-                yield buf[:n].tobytes()
+    def strips(fill):
+        buf = np.empty((strip_rows, row_bytes), dtype=np.uint8)
+        for r0 in range(0, size, strip_rows):
+            n = min(strip_rows, size - r0)
+            for i in range(n):
+                fill(r0 + i, buf[i])
+            yield buf[:n].tobytes()
 
+    for name, fill in (("body.tif", body_row), ("dye.tif", dye_row)):
         with tifffile.TiffWriter(folder / name, bigtiff=True) as tw:
-            tw.write(strips(), shape=(size, size), dtype=bool if packed else np.uint8,
+            tw.write(strips(fill), shape=(size, size), dtype=bool if packed else np.uint8,
                      rowsperstrip=strip_rows, photometric="minisblack", compression=None)
     return "synthetic disc and stripes, uncompressed"
 
@@ -302,7 +303,10 @@ def stages(body_path: Path, dye_path: Path, encoding: str, device: int, memory: 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *map(line, rows)])
 

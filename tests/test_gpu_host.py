@@ -103,7 +103,7 @@ def test_split_for_devices_is_contiguous_and_exact(devices, sizes):
     assert len(runs) == devices
     assert [b for run in runs for b in run] == blocks  # every block once, in row order
     total = sum(sizes)
-    for k, run in enumerate(runs):
+    for run in runs:
         if run:  # a run's rows are within one block of its fair share
             assert abs(sum(b.rows for b in run) - total / devices) <= max(sizes)
 

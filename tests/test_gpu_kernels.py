@@ -102,7 +102,7 @@ def test_emulated_kernels_match_numpy(emulated, pair):
 @pytest.mark.parametrize("pair", [("packed", "packed"), ("u8", "packed"), ("u16", "u8")],
                          ids=lambda p: f"{p[0]}-{p[1]}")
 def test_emulated_kernels_every_rule(emulated, pair):
-    """All four polarity combinations on all-set / all-clear inputs give exact, hand-known counts."""
+    """All four polarity pairs on all-set / all-zero inputs give exact, hand-known counts."""
     rows, width = 5, 37
     pixels = rows * width
     rng = np.random.default_rng(3)
