@@ -217,7 +217,7 @@ class Hdf5Reader(SegmentedReader):
             "stored_bytes": int(self._ds.id.get_storage_size()),
         }
 
-    def decode_segment(self, seg: Segment) -> np.ndarray:
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         nbytes = seg.rows * seg.cols * self._itemsize
         try:
             info = self._ds.id.get_chunk_info_by_coord((seg.row0, seg.col0))

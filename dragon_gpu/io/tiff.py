@@ -160,19 +160,26 @@ class TiffReader(SegmentedReader):
         }
 
     # -- reading ----------------------------------------------------------------------------
-    def decode_segment(self, seg: Segment) -> np.ndarray:
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         # A strip at the bottom edge holds only the rows left; tiles are always full size.
         rows = seg.rows if self._tiled else min(seg.rows, self.height - seg.row0)
         per_row = seg.cols
         need = rows * per_row * self._file_dtype.itemsize
+        # Whole strips decode straight into the block (no scratch copy) unless bits need reversing.
+        direct = dest is not None and self._fillorder != 2 and dest.nbytes == need
+        target = dest.reshape(-1).view(np.uint8) if direct else None
         count = int(self._counts[seg.index])
         try:
-            raw = pread_exact(self._fd, int(self._offsets[seg.index]), count,
-                              self.scratch(count, "raw"))
             if self._decoder is None:
-                buf = raw
+                if count < need:
+                    raise EOFError(f"uncompressed segment holds {count} bytes, not {need}")
+                buf = pread_exact(self._fd, int(self._offsets[seg.index]), need,
+                                  target if direct else self.scratch(need, "raw"))
             else:
-                buf = _as_bytes_array(self._decoder(raw, out=self.scratch(need)))
+                raw = pread_exact(self._fd, int(self._offsets[seg.index]), count,
+                                  self.scratch(count, "raw"))
+                buf = _as_bytes_array(self._decoder(raw, out=target if direct
+                                                    else self.scratch(need)))
         except Exception as exc:
             raise CorruptInputError(f"segment {seg.index} cannot be decoded ({_why(exc)})",
                                     self.path) from None
@@ -184,16 +191,17 @@ class TiffReader(SegmentedReader):
         if self.packed:
             if self._fillorder == 2:
                 data = np.take(_REVERSE_BITS, data, out=self.scratch(need, "b").reshape(data.shape))
-            return data
+            return dest if direct else data
         if self._file_dtype != self.dtype:
-            native = self.scratch(need, "b").view(self.dtype).reshape(data.shape)
-            np.copyto(native, data)
-            data = native
+            if direct:
+                data = data.byteswap(inplace=True).view(self.dtype)
+            else:
+                native = self.scratch(need, "b").view(self.dtype).reshape(data.shape)
+                np.copyto(native, data)
+                data = native
         if self._predictor == 2:
-            if not data.flags.writeable:
-                data = data.copy()
             np.cumsum(data, axis=1, dtype=self.dtype, out=data)
-        return data
+        return dest if direct else data
 
     def close(self):
         if getattr(self, "_fd", None) is not None:
