@@ -19,7 +19,7 @@ from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
 DEFAULT_MEMORY = 1 << 30
 #: Blocks larger than this gain nothing and make progress coarse.
-MAX_BLOCK_NBYTES = 128 << 20
+MAX_BLOCK_NBYTES = 32 << 20
 #: Share of the memory budget one block pair may take: the prefetch ring holds three, decoding
 #: holds up to one more, and a partly used segment per input is cached.
 BLOCK_SHARE = 8

@@ -7,6 +7,7 @@ the CPU cache and no full-size temporary is ever allocated.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -37,53 +38,71 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     Counts
         ``body = sum(B)``, ``dye = sum(D)``, ``dye_in_body = sum(B & D)`` where ``B`` and ``D``
         are the membership masks given by the pixel rules. Padding bits never count.
+
+    Notes
+    -----
+    Packed rows are never inverted or copied: with ``b``, ``d`` and ``bd`` the set bits of the
+    stored body, dye and ``body & dye`` over the ``N`` valid pixels, a rule that selects clear
+    bits counts ``N - b``, and ``dye_in_body`` is one of ``bd``, ``b - bd``, ``d - bd`` or
+    ``N - b - d + bd``. Padding bits are removed by counting them in the last byte column alone.
     """
     if body_enc.width != dye_enc.width:
         raise ValueError(f"widths differ: {body_enc.width} and {dye_enc.width}")
     if body.shape[0] != dye.shape[0]:
         raise ValueError(f"row counts differ: {body.shape[0]} and {dye.shape[0]}")
-    width = body_enc.width
-    rows = body.shape[0]
+    if not (body_enc.packed or dye_enc.packed):
+        return _count_planes(body, body_enc, dye, dye_enc)
+    width, rows = body_enc.width, body.shape[0]
+    # A plane opposite packed bits is packed first (slice by slice), with its rule applied, so
+    # both sides are bits whose "set" may or may not mean member.
     step = max(1, SLICE_PIXELS // width)
-    both_packed = body_enc.packed and dye_enc.packed
-    scratch = _Scratch()
+    b = d = bd = 0
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        bs = body[r0:r1] if body_enc.packed else _pack_members(body[r0:r1], body_enc)
+        ds = dye[r0:r1] if dye_enc.packed else _pack_members(dye[r0:r1], dye_enc)
+        b += _popcount(bs)
+        d += _popcount(ds)
+        bd += _popcount(np.bitwise_and(bs, ds))
+    if width % 8:
+        pad = np.uint8(0xFF >> (width % 8))  # the padding bits of the last byte of a row
+        bl, dl = body[:, -1] if body_enc.packed else None, dye[:, -1] if dye_enc.packed else None
+        # Packed planes have zero padding; stored packed rows may have anything there.
+        qb = _popcount(np.bitwise_and(bl, pad)) if bl is not None else 0
+        qd = _popcount(np.bitwise_and(dl, pad)) if dl is not None else 0
+        qbd = (_popcount(np.bitwise_and(np.bitwise_and(bl, dl), pad))
+               if bl is not None and dl is not None else 0)
+        b, d, bd = b - qb, d - qd, bd - qbd
+    n = rows * width
+    bh = body_enc.rule.high or not body_enc.packed
+    dh = dye_enc.rule.high or not dye_enc.packed
+    n_body = b if bh else n - b
+    n_dye = d if dh else n - d
+    if bh and dh:
+        both = bd
+    elif bh:
+        both = b - bd
+    elif dh:
+        both = d - bd
+    else:
+        both = n - b - d + bd
+    return Counts(body=n_body, dye_in_body=both, dye=n_dye)
+
+
+def _count_planes(body, body_enc, dye, dye_enc) -> Counts:
+    width, rows = body_enc.width, body.shape[0]
+    step = max(1, SLICE_PIXELS // width)
+    bbuf = np.empty((min(step, rows), width), np.bool_)
+    dbuf = np.empty_like(bbuf)
     n_body = n_dye = n_both = 0
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        if both_packed or body_enc.packed != dye_enc.packed:
-            b = _packed_members(body[r0:r1], body_enc, scratch.get("b", r1 - r0, width))
-            d = _packed_members(dye[r0:r1], dye_enc, scratch.get("d", r1 - r0, width))
-            n_body += _popcount(b)
-            n_dye += _popcount(d)
-            np.bitwise_and(b, d, out=d)
-            n_both += _popcount(d)
-        else:
-            b = _plane_members(body[r0:r1], body_enc, scratch.get("bb", r1 - r0, width, bool))
-            d = _plane_members(dye[r0:r1], dye_enc, scratch.get("db", r1 - r0, width, bool))
-            n_body += int(np.count_nonzero(b))
-            n_dye += int(np.count_nonzero(d))
-            np.logical_and(b, d, out=d)
-            n_both += int(np.count_nonzero(d))
+        bm = _plane_members(body[r0:r1], body_enc, bbuf[:r1 - r0])
+        dm = _plane_members(dye[r0:r1], dye_enc, dbuf[:r1 - r0])
+        n_body += int(np.count_nonzero(bm))
+        n_dye += int(np.count_nonzero(dm))
+        n_both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
     return Counts(body=n_body, dye_in_body=n_both, dye=n_dye)
-
-
-class _Scratch:
-    """Per-call reusable buffers, keyed by role."""
-
-    def __init__(self):
-        self._bufs: dict[str, np.ndarray] = {}
-
-    def get(self, key: str, rows: int, width: int, kind=None) -> np.ndarray:
-        if kind is bool:
-            shape = (rows, width)
-            dtype = np.bool_
-        else:  # packed bits, rows padded to whole 64-bit words
-            shape = (rows, -(-width // 64) * 8)
-            dtype = np.uint8
-        buf = self._bufs.get(key)
-        if buf is None or buf.shape[0] < rows or buf.shape[1:] != shape[1:]:
-            buf = self._bufs[key] = np.empty(shape, dtype=dtype)
-        return buf[:rows]
 
 
 def _plane_members(values: np.ndarray, enc: Encoding, out: np.ndarray) -> np.ndarray:
@@ -91,41 +110,48 @@ def _plane_members(values: np.ndarray, enc: Encoding, out: np.ndarray) -> np.nda
     return op(values, enc.rule.threshold, out=out)
 
 
-def _packed_members(data: np.ndarray, enc: Encoding, out: np.ndarray) -> np.ndarray:
-    """Membership bits in ``out`` (rows padded to 64-bit words, padding bits cleared)."""
-    width = enc.width
-    nbytes = -(-width // 8)
-    if enc.packed:
-        if enc.rule.high:
-            out[:, :nbytes] = data
-        else:
-            np.invert(data, out=out[:, :nbytes])
-    else:
-        out[:, :nbytes] = np.packbits(_plane_members(data, enc, np.empty(data.shape, np.bool_)),
-                                      axis=1)
-    out[:, nbytes:] = 0
-    if width % 8:
-        out[:, nbytes - 1] &= np.uint8((0xFF << (8 - width % 8)) & 0xFF)
-    return out
+def _pack_members(values: np.ndarray, enc: Encoding) -> np.ndarray:
+    """Membership of plane values as packed bits (set = member, zero padding)."""
+    return np.packbits(_plane_members(values, enc, np.empty(values.shape, np.bool_)), axis=1)
 
 
 def _popcount(bits: np.ndarray) -> int:
-    return int(np.bitwise_count(bits.view(np.uint64)).sum(dtype=np.int64))
+    """Set bits of a uint8 array of any shape (whole 64-bit words where the memory allows)."""
+    flat = bits.reshape(-1)
+    words = flat.size // 8
+    total = 0
+    if words and flat.flags.c_contiguous:
+        total += int(np.bitwise_count(flat[:words * 8].view(np.uint64)).sum(dtype=np.int64))
+        flat = flat[words * 8:]
+    if flat.size:
+        total += int(np.bitwise_count(flat).sum(dtype=np.int64))
+    return total
 
 
 class CpuEngine(Engine):
-    """Reads the next block on a background thread while NumPy counts the current one."""
+    """Reads the next blocks on a background thread while the current one is counted.
+
+    A block is cut into ``threads`` row slices counted concurrently: NumPy releases the GIL in
+    its loops, so the slices run on separate cores (decoding shares those cores).
+    """
 
     name = "cpu"
 
-    def __init__(self, prefetch_depth: int = 2):
+    def __init__(self, prefetch_depth: int = 2, threads: int | None = None):
+        from ..io._decode import decode_workers
+
         self.prefetch_depth = prefetch_depth
+        self.threads = threads or decode_workers()
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
         total = Counts()
-        for rows, (b, d) in prefetch((body, dye), blocks, depth=self.prefetch_depth):
-            total = total + count_block(b, body_enc, d, dye_enc)
-            if progress is not None:
-                progress(rows.rows)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="dragon-count") as pool:
+            for rows, (b, d) in prefetch((body, dye), blocks, depth=self.prefetch_depth):
+                cuts = np.linspace(0, rows.rows, self.threads + 1).astype(int)
+                parts = [pool.submit(count_block, b[lo:hi], body_enc, d[lo:hi], dye_enc)
+                         for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+                total = total + Counts.total(f.result() for f in parts)
+                if progress is not None:
+                    progress(rows.rows)
         return total

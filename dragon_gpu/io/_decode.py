@@ -18,8 +18,8 @@ import numpy as np
 TIFF_DECODERS = {
     1: ("none", None),
     5: ("lzw", imagecodecs.lzw_decode),
-    8: ("deflate", imagecodecs.zlib_decode),
-    32946: ("deflate", imagecodecs.zlib_decode),
+    8: ("deflate", imagecodecs.deflate_decode),  # libdeflate reads zlib streams; see RESULTS.md
+    32946: ("deflate", imagecodecs.deflate_decode),
     32773: ("packbits", imagecodecs.packbits_decode),
     50000: ("zstd", imagecodecs.zstd_decode),
     34925: ("lzma", imagecodecs.lzma_decode),
@@ -49,9 +49,15 @@ def decode_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def pread_exact(fd: int, offset: int, nbytes: int) -> bytes:
-    """``nbytes`` bytes at ``offset``; short reads (a truncated file) raise ``EOFError``."""
-    data = os.pread(fd, nbytes, offset)
-    if len(data) != nbytes:
-        raise EOFError(f"segment at byte {offset} needs {nbytes} bytes, the file has {len(data)}")
+def pread_exact(fd: int, offset: int, nbytes: int, out: np.ndarray | None = None):
+    """``nbytes`` bytes at ``offset``, into ``out`` (a uint8 buffer reused by the caller) when
+    given; short reads (a truncated file) raise ``EOFError``."""
+    if out is None:
+        data = os.pread(fd, nbytes, offset)
+        got = len(data)
+    else:
+        data = out[:nbytes]
+        got = os.preadv(fd, [memoryview(data)], offset) if nbytes else 0
+    if got != nbytes:
+        raise EOFError(f"segment at byte {offset} needs {nbytes} bytes, the file has {got}")
     return data

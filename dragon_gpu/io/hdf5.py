@@ -12,7 +12,10 @@ import os
 import numpy as np
 
 from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
-from .base import Kind, MaskReader
+from . import _hdf5_chunks
+from ._decode import pread_exact
+from ._segments import Segment, SegmentedReader
+from .base import Kind
 
 #: Attributes of a packed-bit mask dataset written by dragon-gpu. The dataset is uint8 of shape
 #: (rows, ceil(width / 8)), most significant bit first; ``width`` is the image width in pixels.
@@ -27,7 +30,7 @@ MAX_LINK_HOPS = 40
 MAX_LISTED = 8
 
 
-class Hdf5Reader(MaskReader):
+class Hdf5Reader(SegmentedReader):
     """Rows of one 2-D dataset of an HDF5 file.
 
     Parameters
@@ -43,8 +46,10 @@ class Hdf5Reader(MaskReader):
     def __init__(self, path: str, dataset: str | None = None, allow_external: bool = False):
         import h5py
 
+        super().__init__()
         self.path = str(path)
         self.allow_external = allow_external
+        self._fd = None
         try:
             self._file = h5py.File(self.path, "r")
         except Exception as exc:
@@ -201,6 +206,19 @@ class Hdf5Reader(MaskReader):
             dapl.set_efile_prefix(b"${ORIGIN}")
         self._ds = h5py.Dataset(h5py.h5d.open(self._file.id, open_path.encode(), dapl))
         self._check_storage(self._ds, name)
+        # Chunks whose filters we can undo are read by byte range and decoded on every core.
+        ds = self._ds
+        self._parallel = _hdf5_chunks.can_decode(ds)
+        if self._parallel:
+            self._filters_ids = _hdf5_chunks.filter_ids(ds)
+            self.seg_rows, self.seg_cols = int(ds.chunks[0]), int(ds.chunks[1])
+            self._itemsize = ds.dtype.itemsize
+            try:
+                self._fill = ds.fillvalue
+            except RuntimeError:  # "fill value is undefined": every chunk is stored (checked)
+                self._fill = 0
+            # Behind an allowed external link the chunks' byte offsets are in the other file.
+            self._fd = os.open(ds.file.filename, os.O_RDONLY)
 
     def _read_metadata(self, ds, name: str) -> None:
         """Validate the dataset's shape, type and links to other files; set the reader's facts."""
@@ -359,7 +377,27 @@ class Hdf5Reader(MaskReader):
             "stored_bytes": int(self._ds.id.get_storage_size()),
         }
 
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
+        nbytes = seg.rows * seg.cols * self._itemsize
+        try:
+            info = self._ds.id.get_chunk_info_by_coord((seg.row0, seg.col0))
+            if info.byte_offset is None:  # never written: the fill value
+                data = self.scratch(nbytes, "fill").view(self._storage_dtype)
+                data[...] = self._fill
+                return data.view(self.dtype).reshape(seg.rows, seg.cols)
+            raw = pread_exact(self._fd, info.byte_offset, info.size, self.scratch(info.size, "raw"))
+            data = _hdf5_chunks.unfilter(raw, self._filters_ids, info.filter_mask, nbytes,
+                                         self._itemsize, self.scratch)
+        except Exception as exc:
+            raise CorruptInputError(
+                f"chunk at row {seg.row0}, column {seg.col0} of {self.dataset_name!r} cannot be "
+                f"decoded ({_why(exc)})", self.path) from None
+        return data.view(self._storage_dtype.newbyteorder("=") if self._storage_dtype != np.bool_
+                         else np.uint8).reshape(seg.rows, seg.cols).view(self.dtype)
+
     def read_rows(self, row_start, row_stop, out=None):
+        if self._parallel and self._storage_dtype.byteorder in ("=", "|", "<"):
+            return SegmentedReader.read_rows(self, row_start, row_stop, out)
         out = self._check_range(row_start, row_stop, out)
         if row_start == row_stop:
             return out
@@ -372,6 +410,9 @@ class Hdf5Reader(MaskReader):
         return out
 
     def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         try:
             self._file.close()
         except Exception:  # pragma: no cover - closing a damaged file

@@ -20,7 +20,8 @@ import tifffile
 
 from ..errors import CorruptInputError, InputError, UnsupportedInputError
 from ._decode import TIFF_DECODERS, decode_pool, pread_exact
-from .base import Kind, MaskReader
+from ._segments import Segment, SegmentedReader
+from .base import Kind
 
 _REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
@@ -35,7 +36,7 @@ MAX_PAGES = 1 << 20
 MAX_EXPANSION = {1: 1, 8: 1032, 32946: 1032, 5: 4096, 32773: 64, 50000: 65536}
 
 
-class TiffReader(MaskReader):
+class TiffReader(SegmentedReader):
     """Rows of one page of a TIFF file.
 
     Parameters
@@ -47,6 +48,7 @@ class TiffReader(MaskReader):
     """
 
     def __init__(self, path: str, page: int = 0):
+        super().__init__()
         self.path = str(path)
         # Walk the IFD chain ourselves first: tifffile finds only short loops, and everything it
         # reads later (pages, tag values) is then known to lie inside the file.
@@ -72,7 +74,6 @@ class TiffReader(MaskReader):
             self._tif.close()
             raise
         self._fd = os.open(self.path, os.O_RDONLY)
-        self._cache: tuple[int, np.ndarray] | None = None
 
     def _open_page(self, page: int) -> None:
         try:
@@ -141,6 +142,8 @@ class TiffReader(MaskReader):
                                         f"{self._seg_cols}", where)
         else:
             self._seg_rows, self._seg_cols = min(int(p.rowsperstrip) or height, height), width
+        self.seg_rows = self._seg_rows
+        self.seg_cols = -(-self._seg_cols // 8) if self.packed else self._seg_cols
         self._segs_across = -(-width // self._seg_cols)
         self._segs_down = -(-height // self._seg_rows)
         self._offsets = np.asarray(p.dataoffsets, dtype=np.int64)
@@ -182,13 +185,24 @@ class TiffReader(MaskReader):
         A header may declare a gigapixel image over a few bytes of data; this finds it from the
         tags alone, before a buffer is allocated or a byte is decoded.
         """
-        ratio = MAX_EXPANSION.get(code)
-        if ratio is None or not len(self._counts):
+        if not len(self._counts):
             return
+        ratio = MAX_EXPANSION.get(code)
         seg_bytes = self._seg_rows * self._segment_row_bytes()
         need = np.full(len(self._counts), seg_bytes, dtype=np.int64)
         if not self._tiled:  # the last strip holds only the rows that are left
             need[-1] = (self.height - (len(need) - 1) * self._seg_rows) * self._segment_row_bytes()
+        if code != 1:
+            # No encoder writes more than twice the data (LZW at worst 12 bits a byte); the raw
+            # bytes of a segment are read whole, so a bloated count would be a big allocation.
+            bloated = self._counts > 2 * need + 4096
+            if bloated.any():
+                bad = int(np.argmax(bloated))
+                raise CorruptInputError(
+                    f"{self._unit_name} {bad} stores {int(self._counts[bad])} bytes for "
+                    f"{int(need[bad])} decoded bytes, more than any encoder writes", self.path)
+        if ratio is None:
+            return
         short = self._counts * ratio < need
         if short.any():
             bad = int(np.argmax(short))
@@ -211,13 +225,8 @@ class TiffReader(MaskReader):
     # -- facts -------------------------------------------------------------------------------
     @property
     def segment_shape(self) -> tuple[int, int]:
+        """Rows and pixel columns of one strip or tile."""
         return self._seg_rows, self._seg_cols
-
-    @property
-    def segment_nbytes(self) -> int:
-        """Decoded bytes of one strip or tile."""
-        per_row = -(-self._seg_cols // 8) if self.packed else self._seg_cols * self.dtype.itemsize
-        return self._seg_rows * per_row
 
     def describe(self) -> dict:
         layout = (f"tiles of {self._seg_rows} x {self._seg_cols}" if self._tiled
@@ -235,71 +244,48 @@ class TiffReader(MaskReader):
         }
 
     # -- reading ----------------------------------------------------------------------------
-    def read_rows(self, row_start, row_stop, out=None):
-        out = self._check_range(row_start, row_stop, out)
-        if row_start == row_stop:
-            return out
-        first, last = row_start // self._seg_rows, (row_stop - 1) // self._seg_rows
-        bands = range(first, last + 1)
-        cached = self._cache if self._cache and self._cache[0] in bands else None
-        todo = [b for b in bands if not (cached and cached[0] == b)]
-        pool = decode_pool()
-        futures = {b: pool.submit(self._decode_band, b) for b in todo}
-        try:
-            for band in bands:
-                data = cached[1] if cached and cached[0] == band else futures[band].result()
-                top = band * self._seg_rows
-                lo, hi = max(row_start, top), min(row_stop, top + self._seg_rows)
-                out[lo - row_start:hi - row_start] = data[lo - top:hi - top]
-                if band == last:
-                    self._cache = (band, data) if hi < min(top + self._seg_rows, self.height) else None
-        finally:
-            for f in futures.values():
-                f.cancel()
-        return out
-
-    def _decode_band(self, band: int) -> np.ndarray:
-        """Rows of strip ``band`` (or of the row of tiles ``band``), full width."""
-        rows = min(self._seg_rows, self.height - band * self._seg_rows)
-        if not self._tiled:
-            return self._decode_segment(band, rows, self.width)
-        out = self.empty_rows(rows)
-        step = self._seg_cols // 8 if self.packed else self._seg_cols
-        for col in range(self._segs_across):
-            tile = self._decode_segment(band * self._segs_across + col, self._seg_rows,
-                                        self._seg_cols)
-            c0 = col * step
-            c1 = min(c0 + step, self.row_items)
-            out[:, c0:c1] = tile[:rows, :c1 - c0]
-        return out
-
-    def _decode_segment(self, index: int, rows: int, cols: int) -> np.ndarray:
-        per_row = -(-cols // 8) if self.packed else cols
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
+        # A strip at the bottom edge holds only the rows left; tiles are always full size.
+        rows = seg.rows if self._tiled else min(seg.rows, self.height - seg.row0)
+        per_row = seg.cols
         need = rows * per_row * self._file_dtype.itemsize
-        count = int(self._counts[index])
-        where = f"{self.path}"
+        # Whole strips decode straight into the block (no scratch copy) unless bits need reversing.
+        direct = dest is not None and self._fillorder != 2 and dest.nbytes == need
+        target = dest.reshape(-1).view(np.uint8) if direct else None
+        count = int(self._counts[seg.index])
         try:
-            raw = pread_exact(self._fd, int(self._offsets[index]), count) if count else b""
             if self._decoder is None:
-                buf = np.frombuffer(raw, dtype=np.uint8)
+                if count < need:
+                    raise EOFError(f"uncompressed segment holds {count} bytes, not {need}")
+                buf = pread_exact(self._fd, int(self._offsets[seg.index]), need,
+                                  target if direct else self.scratch(need, "raw"))
             else:
-                buf = _as_bytes_array(self._decoder(raw, out=need))
+                raw = pread_exact(self._fd, int(self._offsets[seg.index]), count,
+                                  self.scratch(count, "raw"))
+                buf = _as_bytes_array(self._decoder(raw, out=target if direct
+                                                    else self.scratch(need)))
         except Exception as exc:
-            raise CorruptInputError(f"segment {index} cannot be decoded ({_why(exc)})", where) from None
+            raise CorruptInputError(f"segment {seg.index} cannot be decoded ({_why(exc)})",
+                                    self.path) from None
         if buf.nbytes < need:
             raise CorruptInputError(
-                f"segment {index} decodes to {buf.nbytes} bytes, its {rows} x {cols} pixels need "
-                f"{need}", where)
+                f"segment {seg.index} decodes to {buf.nbytes} bytes, its {rows} rows need {need}",
+                self.path)
         data = buf[:need].view(self._file_dtype).reshape(rows, per_row)
         if self.packed:
             if self._fillorder == 2:
-                data = _REVERSE_BITS[data]
-            return data
+                data = np.take(_REVERSE_BITS, data, out=self.scratch(need, "b").reshape(data.shape))
+            return dest if direct else data
+        if self._file_dtype != self.dtype:
+            if direct:
+                data = data.byteswap(inplace=True).view(self.dtype)
+            else:
+                native = self.scratch(need, "b").view(self.dtype).reshape(data.shape)
+                np.copyto(native, data)
+                data = native
         if self._predictor == 2:
-            data = np.cumsum(data.astype(self.dtype), axis=1, dtype=self.dtype)
-        elif self._file_dtype != self.dtype:
-            data = data.astype(self.dtype)
-        return data
+            np.cumsum(data, axis=1, dtype=self.dtype, out=data)
+        return dest if direct else data
 
     def close(self):
         if getattr(self, "_fd", None) is not None:
