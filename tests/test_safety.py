@@ -467,6 +467,19 @@ def test_hdf5_unsupported_dtypes(tmp_path, good, dtype):
     refused("detect", path, good, words=(path, "dtype", "expected"))
 
 
+def test_hdf5_integers_of_partial_precision(tmp_path, good):
+    # 4 significant bits in each byte: HDF5 masks the values it converts, the raw bytes do not.
+    from h5py import h5d, h5s, h5t
+
+    path = tmp_path / "nibbles.h5"
+    tid = h5t.STD_U8LE.copy()
+    tid.set_precision(4)
+    with h5py.File(path, "w") as f:
+        ds = h5d.create(f.id, b"mask", tid, h5s.create_simple((37, 29)))
+        ds.write(h5s.ALL, h5s.ALL, np.full((37, 29), 200, np.uint8))
+    refused("detect", path, good, words=(path, "4-bit values", "full-width"))
+
+
 def test_hdf5_big_endian_uint16_is_read(tmp_path):
     rng = np.random.default_rng(5)
     body = rng.integers(0, 65536, (37, 29), dtype=np.uint16)
@@ -737,6 +750,31 @@ def test_hdf5_chunk_over_the_memory_budget(tmp_path):
     with pytest.raises(MemoryBudgetError, match="memory budget") as info:
         detect(path, path, device="cpu", memory=16 << 20)
     assert str(path) in str(info.value)
+
+
+def test_info_does_not_decode_a_huge_unit(tmp_path):
+    # info samples rows to time decoding; a 16 x 16 image in a 32768 x 32768 tile must not be
+    # decoded for that (1 GiB).
+    stream = zlib.compress(bytes(4 << 20), 9) * 300
+    path = tmp_path / "bigtile.tif"
+    path.write_bytes(craft.tiff(16, 16, [stream], tile=(32768, 32768), compression=8))
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["info", str(path), "--json"])
+    assert time.perf_counter() - t0 < FAST
+    assert result.exit_code == 0, result.output
+    assert "not sampled" in result.stdout
+
+
+def test_hdf5_chunk_cache_is_the_one_asked_for(tmp_path):
+    # The reader sizes HDF5's chunk cache to a band of chunks; HDF5 ignores access properties
+    # when the dataset is already open, so the reader must open it once, with them.
+    path = tmp_path / "wide.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mask", data=np.zeros((64, 4096), np.uint8), chunks=(16, 256),
+                         compression="gzip")
+    with open_mask(path) as reader:
+        nslots, nbytes, _w0 = reader._ds.id.get_access_plist().get_chunk_cache()
+        assert nbytes == reader.chunk_cache_nbytes
 
 
 def test_block_rows_over_the_memory_budget(good):

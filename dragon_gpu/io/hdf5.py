@@ -267,6 +267,7 @@ class Hdf5Reader(SegmentedReader):
                                         where)
         if rows < 1 or cols < 1:
             raise CorruptInputError(f"dataset {name!r} is empty ({rows} x {cols})", where)
+        _check_integer_layout(ds, name, where)
         self._stored_shape = (rows, cols)
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
@@ -432,6 +433,27 @@ def _filter_names(ds) -> list[str]:
     except Exception:  # pragma: no cover - exotic plists
         pass
     return names
+
+
+def _check_integer_layout(ds, name: str, where: str) -> None:
+    """Refuse integers that use only part of their bytes (HDF5 precision and bit offset).
+
+    An HDF5 integer type may declare, say, 2 significant bits at offset 0 of a byte; HDF5 then
+    masks every value it converts, while a reader of the raw bytes would not. No image writer
+    does this, so it is refused rather than read two ways.
+    """
+    from h5py import h5t
+
+    tid = ds.id.get_type()
+    if isinstance(tid, h5t.TypeEnumID):
+        tid = tid.get_super()
+    if not isinstance(tid, h5t.TypeIntegerID):
+        return
+    bits = tid.get_size() * 8
+    if tid.get_precision() != bits or tid.get_offset() != 0:
+        raise UnsupportedInputError(
+            f"dataset {name!r} stores {tid.get_precision()}-bit values at bit offset "
+            f"{tid.get_offset()} of {bits}-bit integers; expected full-width integers", where)
 
 
 def _split(path: str) -> list[str]:
