@@ -333,6 +333,64 @@ def generate(
     _render_truth(truth, as_json)
 
 
+class ConvertEncoding(str, Enum):
+    packed = "packed"
+    u8 = "u8"
+    u16 = "u16"
+
+
+@app.command()
+@cli_errors
+def convert(
+    src: Path = typer.Argument(..., help="Input image (TIFF or HDF5)."),
+    dst: Path = typer.Argument(..., help="Output file (.tif/.tiff or .h5/.hdf5, or --format)."),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", case_sensitive=False,
+                                               help="Output format (default: from the suffix)."),
+    encoding: Optional[ConvertEncoding] = typer.Option(
+        None, case_sensitive=False,
+        help="packed (1 bit a pixel), u8 or u16 (default: packed for 1-bit and mask inputs, "
+             "else the input's bit depth)."),
+    compression: Optional[str] = typer.Option(
+        None, help="TIFF: deflate (default), lzw, packbits, zstd, none. HDF5: gzip (default), "
+                   "lzf, lz4, zstd, none."),
+    rows_per_strip: Optional[int] = typer.Option(
+        None, "--rows-per-strip", "--chunk-rows", min=1,
+        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
+    polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False,
+        help="Between a mask and an image: members are dark (a body) or bright (lit dye). "
+             "Required for such conversions."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray inputs to 1 bit: brightness from which a pixel is white "
+                   "(default: half the range, 128 for uint8, as detect)."),
+    dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the input (default: the "
+                                                     "only 2-D one)."),
+    out_dataset: str = typer.Option("mask", help="HDF5 dataset name of the output."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) of the input."),
+    allow_external: bool = typer.Option(False, "--allow-external",
+                                        help="Let an HDF5 input follow external links/storage."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Re-encode one image (format, bit depth, packing, compression, strip rows), streaming."""
+    from .convert import convert as run_convert
+
+    with _ProgressBar("convert", enabled=not quiet) as bar:
+        result = run_convert(src, dst, fmt=None if fmt is None else fmt.value,
+                             encoding=None if encoding is None else encoding.value,
+                             compression=compression, segment_rows=rows_per_strip,
+                             polarity=polarity, threshold=threshold, page=page, dataset=dataset,
+                             out_dataset=out_dataset, allow_external=allow_external,
+                             progress=bar.update)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"wrote {result['output']} ({result['format']}, {result['encoding']}, "
+               f"{result['compression']}): {result['output_bytes']} bytes from "
+               f"{result['input_bytes']} in {result['seconds']:.2f} s\n"
+               f"pixels: {result['mapping']}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="dragon-gpu")
