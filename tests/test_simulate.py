@@ -144,6 +144,18 @@ def test_truth_equals_an_independent_recount(tmp_path, fmt, encoding, compressio
         assert key in truth, key
 
 
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_hdf5_plugin_filters_are_read_by_detect(tmp_path, compression):
+    pytest.importorskip("hdf5plugin")
+    truth = generate(tmp_path, height=128, width=136, seed=1, fmt="hdf5",
+                     compression=compression)
+    # A fresh process: the reader itself must register the plugin filters.
+    proc = _cli("detect", str(tmp_path / "body.h5"), str(tmp_path / "dye.h5"), "--device", "cpu",
+                "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert _truth_counts(json.loads(proc.stdout)) == _truth_counts(truth) == recount(tmp_path)
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     files = ("body.tif", "dye.tif")
     for name in ("a", "b", "c"):

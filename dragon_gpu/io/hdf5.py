@@ -38,6 +38,10 @@ class Hdf5Reader(MaskReader):
     def __init__(self, path: str, dataset: str | None = None, allow_external: bool = False):
         import h5py
 
+        try:  # registers the lz4, zstd, blosc... filters with HDF5 where the package is installed
+            import hdf5plugin  # noqa: F401
+        except ImportError:
+            pass
         self.path = str(path)
         self.allow_external = allow_external
         try:
