@@ -78,6 +78,21 @@ def test_render_xor_matches_a_pixel_by_pixel_drawing():
         assert not bits[:, width:].any() and not got[rows * nb:].any()
 
 
+def test_prefix_xor_is_a_running_xor():
+    from dragon_gpu.simulate import prefix_xor
+
+    rng = np.random.default_rng(4)
+    for size in (8, 16, 800, 8 * 1001):
+        data = rng.integers(0, 256, size, dtype=np.uint8)
+        expect = np.zeros(size, dtype=np.uint8)
+        acc = 0
+        for i, v in enumerate(data.tolist()):
+            acc ^= v
+            expect[i] = acc
+        prefix_xor(data)
+        np.testing.assert_array_equal(data, expect)
+
+
 def test_merge_intervals_is_the_union():
     rng = np.random.default_rng(1)
     width = 50
