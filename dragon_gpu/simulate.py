@@ -1,4 +1,4 @@
-"""Realistic simulated body/dye pairs of any size, streamed row block by row block, with exact truth.
+"""Realistic simulated body/dye pairs of any size, streamed by row blocks, with exact truth.
 
 The scene
 ---------
@@ -733,7 +733,7 @@ def build_scene(height: int, width: int, seed: int, speckle: float = DEFAULT_SPE
     return scene
 
 
-# -- aiming the dye fraction ---------------------------------------------------------------------------
+# -- aiming the dye fraction ----------------------------------------------------------------------
 def sample_rows(height: int, n: int = SAMPLE_ROWS) -> np.ndarray:
     """Evenly spread rows (all rows when the image has at most ``n``)."""
     n = min(n, height)
@@ -807,7 +807,7 @@ def _aim(sampler: _Sampler, target: float, tol: float, ok: Callable[[float], boo
     return best[0]
 
 
-# -- writing -----------------------------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------------------------
 _U8 = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
 
 
