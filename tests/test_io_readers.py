@@ -26,7 +26,7 @@ class ReaderCase:
         return f"{self.name}-{self.shape[0]}x{self.shape[1]}"
 
 
-def cases_of(writers: dict[str, Writer], shapes=((37, 203), (5, 9), (1, 1), (16, 64))):
+def cases_of(writers: dict[str, Writer], shapes=((37, 203), (5, 9), (1, 1))):
     return [ReaderCase(name, w, shape) for name, w in writers.items() for shape in shapes]
 
 
@@ -94,7 +94,7 @@ class ReaderSuite:
 
     def test_random_ranges_in_any_order(self, reader, written, rng):
         height = written.shape[0]
-        for _ in range(30):
+        for _ in range(15):
             r0 = int(rng.integers(0, height + 1))
             r1 = int(rng.integers(r0, height + 1))
             got = reader.read_rows(r0, r1)
