@@ -166,7 +166,7 @@ class Hdf5Reader(SegmentedReader):
         elif ds.dtype == np.bool_:
             self.shape, self.bits, self.packed = (rows, cols), 1, False
             self.dtype, self.kind = np.dtype(np.uint8), Kind.mask
-        elif ds.dtype in (np.uint8, np.uint16):
+        elif ds.dtype.kind == "u" and ds.dtype.itemsize in (1, 2):  # either byte order
             self.shape, self.bits, self.packed = (rows, cols), ds.dtype.itemsize * 8, False
             self.dtype, self.kind = np.dtype(ds.dtype).newbyteorder("="), Kind.gray
         else:
