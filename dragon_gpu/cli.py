@@ -392,5 +392,24 @@ def convert(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="dragon-gpu")
+    """Console-script entry point.
+
+    Runs the app outside click's standalone mode so that a usage error (a bad option value, a
+    missing argument) is one line on stderr and exit 2, like every other bad input, instead of a
+    framed panel.
+    """
+    try:
+        code = app(prog_name="dragon-gpu", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dragon-gpu`: the help is the answer
+            typer.echo(exc.format_message(), err=True)
+        else:
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"dragon-gpu: error: {message}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("dragon-gpu: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
