@@ -221,9 +221,14 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
         body_enc, dye_enc = encodings(body, dye, opts)
         for reader in (body, dye):
             check_unit_memory(reader, opts.memory)
-        blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
-                             (body.row_granularity, dye.row_granularity), opts.memory,
-                             opts.block_rows, rows)
+        try:
+            blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
+                                 (body.row_granularity, dye.row_granularity), opts.memory,
+                                 opts.block_rows, rows)
+        except MemoryBudgetError as exc:
+            # Name the file whose strips/tiles/chunks are too tall, as every input error does.
+            tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
+            raise MemoryBudgetError(exc.problem, os.fspath(tall)) from None
         total = sum(b.rows for b in blocks)
         done = 0
 

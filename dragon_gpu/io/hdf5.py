@@ -47,6 +47,10 @@ class Hdf5Reader(SegmentedReader):
         import h5py
 
         super().__init__()
+        try:  # registers the lz4, zstd, blosc... filters with HDF5 where the package is installed
+            import hdf5plugin  # noqa: F401
+        except ImportError:
+            pass
         self.path = str(path)
         self.allow_external = allow_external
         self._fd = None
