@@ -94,7 +94,8 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
 
     Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
     their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
-    and readers cache the one unit that a block edge cuts.
+    and a unit of the other input that a block edge cuts is decoded by both blocks (readers keep
+    nothing between blocks).
 
     Raises
     ------

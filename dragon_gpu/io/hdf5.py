@@ -387,9 +387,9 @@ class Hdf5Reader(SegmentedReader):
         try:
             info = self._ds.id.get_chunk_info_by_coord((seg.row0, seg.col0))
             if info.byte_offset is None:  # never written: the fill value
-                data = self.scratch(nbytes, "fill").view(self._storage_dtype)
+                data = self.scratch(nbytes, "fill").view(self.dtype)
                 data[...] = self._fill
-                return data.view(self.dtype).reshape(seg.rows, seg.cols)
+                return data.reshape(seg.rows, seg.cols)
             raw = pread_exact(self._fd, info.byte_offset, info.size, self.scratch(info.size, "raw"))
             data = _hdf5_chunks.unfilter(raw, self._filters_ids, info.filter_mask, nbytes,
                                          self._itemsize, self.scratch)
@@ -397,11 +397,17 @@ class Hdf5Reader(SegmentedReader):
             raise CorruptInputError(
                 f"chunk at row {seg.row0}, column {seg.col0} of {self.dataset_name!r} cannot be "
                 f"decoded ({_why(exc)})", self.path) from None
-        return data.view(self._storage_dtype.newbyteorder("=") if self._storage_dtype != np.bool_
-                         else np.uint8).reshape(seg.rows, seg.cols).view(self.dtype)
+        stored = data.view(np.uint8 if self._storage_dtype == np.bool_ else self._storage_dtype)
+        stored = stored.reshape(seg.rows, seg.cols)
+        if stored.dtype == self.dtype:
+            return stored
+        # Big-endian values: swapped into native order through this thread's second buffer.
+        native = self.scratch(nbytes, "b").view(self.dtype).reshape(seg.rows, seg.cols)
+        np.copyto(native, stored)
+        return native
 
     def read_rows(self, row_start, row_stop, out=None):
-        if self._parallel and self._storage_dtype.byteorder in ("=", "|", "<"):
+        if self._parallel:
             return SegmentedReader.read_rows(self, row_start, row_stop, out)
         out = self._check_range(row_start, row_stop, out)
         if row_start == row_stop:
