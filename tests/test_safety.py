@@ -549,13 +549,13 @@ def _peak_rss_growth_kib(path) -> int:
     return int(out)
 
 
-def _small_bomb(path, dtype):
+def _small_bomb(path, dtype, **filters):
     # A stored chunk no larger than its decoded size can still inflate ~1000 times.
     stream = zlib.compress(bytes(192 << 20), 9)
     assert len(stream) < 256 << 10
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("mask", shape=(512, 512), chunks=(512, 512), dtype=dtype,
-                              compression="gzip")
+                              compression="gzip", **filters)
         ds.id.write_direct_chunk((0, 0), stream)
 
 
@@ -567,9 +567,19 @@ def test_hdf5_bomb_within_the_stored_size_limit_stays_in_budget(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
-def test_hdf5_bomb_on_the_h5py_path_stays_in_budget(tmp_path):
+def test_hdf5_big_endian_bomb_stays_in_budget(tmp_path):
     path = tmp_path / "smallbomb-be.h5"
     _small_bomb(path, ">u2")
+    assert _peak_rss_growth_kib(path) < 48 << 10
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.xfail(strict=True, reason="a filter pipeline the byte-range decoder cannot undo "
+                   "(here scale-offset with deflate) is read through HDF5's own deflate filter, "
+                   "which inflates a whole stream however long")
+def test_hdf5_bomb_on_the_h5py_path_stays_in_budget(tmp_path):
+    path = tmp_path / "smallbomb-scaleoffset.h5"
+    _small_bomb(path, np.uint8, scaleoffset=0)
     assert _peak_rss_growth_kib(path) < 48 << 10
 
 
