@@ -314,9 +314,9 @@ def test_every_strip_is_decoded_once(tmp_path, rng, monkeypatch, block_rows):
     decoded = []
     original = TiffReader.decode_segment
 
-    def spy(self, seg):
+    def spy(self, seg, *args, **kwargs):
         decoded.append((self.path, seg.index))
-        return original(self, seg)
+        return original(self, seg, *args, **kwargs)
 
     monkeypatch.setattr(TiffReader, "decode_segment", spy)
     assert run(body, dye, block_rows=block_rows).counts == oracle(body, dye)
