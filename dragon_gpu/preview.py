@@ -5,7 +5,8 @@ into squares of ``scale x scale`` image pixels (one output pixel each), an outpu
 as soon as all its image rows have arrived, and only those few open rows are kept as integers.
 Each output pixel mixes four colours by area::
 
-    colour = bg * (1 - body - dye_out) + BODY * (body - dye_in) + DYE_IN * dye_in + DYE_OUT * dye_out
+    colour = bg * (1 - body - dye_out) + BODY * (body - dye_in)
+             + DYE_IN * dye_in + DYE_OUT * dye_out
 
 where ``body``, ``dye_in`` and ``dye_out`` are the shares of the square's pixels that are body,
 dye inside the body and dye outside it. The same pass also counts every pixel exactly, so the
@@ -59,7 +60,7 @@ def require_pillow():
     return PIL
 
 
-# -- layout ------------------------------------------------------------------------------------------
+# -- layout ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Layout:
     """Sizes of the picture: the overlay on top, a legend band of ``legend_height`` below."""
@@ -99,7 +100,7 @@ def plan_layout(shape: tuple[int, int], max_side: int) -> Layout:
     return Layout(scale, overlay, legend_height, font_px, png_width)
 
 
-# -- binning -----------------------------------------------------------------------------------------
+# -- binning ---------------------------------------------------------------------------------------
 #: the eight bits of every byte value, most significant first: unpacking by table lookup
 _BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
 
@@ -242,7 +243,8 @@ class Overlay:
             self._totals[i] += int(plane.sum())
         area = (rows * self._col_pixels).astype(np.float64)
         dye_out = dye - dye_in
-        shares = np.stack([area - body - dye_out, body - dye_in, dye_in, dye_out], axis=1) / area[:, None]
+        shares = np.stack([area - body - dye_out, body - dye_in, dye_in, dye_out], axis=1)
+        shares /= area[:, None]
         self.rgb[out_row] = np.clip(np.rint(shares @ self._palette), 0, 255).astype(np.uint8)
         self._finished[out_row] = True
         self._done_rows += 1
@@ -263,7 +265,7 @@ def _row_sums(plane: np.ndarray, starts: np.ndarray, rows_in: np.ndarray, scale:
     return out[:len(starts)]
 
 
-# -- watching a detection ----------------------------------------------------------------------------
+# -- watching a detection --------------------------------------------------------------------------
 class _TeeReader(MaskReader):
     """A reader that hands every block it delivers to a :class:`_BlockPairer` as well."""
 
@@ -344,7 +346,7 @@ class DetectPreview:
                       result.verdict.cutoff_text, result.backend)
 
 
-# -- the standalone pass -----------------------------------------------------------------------------
+# -- the standalone pass ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PreviewResult:
     """What was drawn, and the exact counts of the pair."""
@@ -415,7 +417,7 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
                   os.fspath(dye_path), opts.cutoff, None)
 
 
-# -- drawing -----------------------------------------------------------------------------------------
+# -- drawing ---------------------------------------------------------------------------------------
 def legend_lines(counts: Counts, shape, scale: int, body_path: str, dye_path: str,
                  cutoff: str, backend: str | None) -> list[str]:
     """The text under the picture: the verdict, the exact counts, the files and the scale."""

@@ -212,7 +212,7 @@ def test_detect_preview_reads_each_block_once(tmp_path, monkeypatch):
     assert drawn.counts == result.counts == oracle(body, dye)
 
 
-# -- bad requests ------------------------------------------------------------------------------------
+# -- bad requests ----------------------------------------------------------------------------------
 def test_bad_requests_exit_2_with_one_line(tmp_path):
     body, dye = regions()
     b, d = write_pair(tmp_path, body, dye)
