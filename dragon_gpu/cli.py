@@ -176,6 +176,11 @@ def detect(
     block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
                                                                 "from --memory and the files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    preview: Optional[Path] = typer.Option(
+        None, "--preview", metavar="PNG", help="Also draw the overlay picture (as dragon-gpu "
+                                               "preview does) from the same pass, into this PNG."),
+    max_side: int = typer.Option(2048, "--max-side", help="Longest side of the --preview "
+                                                          "picture, legend included."),
 ):
     """Count body and dye-in-body pixels of one pair and decide. Exit 0 with a verdict, 2 on bad
     input."""
@@ -186,8 +191,18 @@ def detect(
         threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
         allow_external=allow_external, block_rows=block_rows)
+    picture = None
+    if preview is not None:
+        from .preview import DetectPreview
+
+        picture = DetectPreview(preview, max_side=max_side)
     with _ProgressBar("detect", enabled=not quiet) as bar:
-        result = run_detect(body, dye, options, progress=bar.update)
+        result = run_detect(body, dye, options, progress=bar.update,
+                            watch=picture.watch if picture else None)
+    if picture is not None:
+        drawn = picture.write(result)
+        typer.echo(f"dragon-gpu: wrote {drawn.path} ({drawn.png_shape[1]} x {drawn.png_shape[0]} "
+                   "pixels)", err=True)
     _render_detect(result.to_dict(), as_json)
 
 
@@ -389,6 +404,50 @@ def convert(
                f"{result['compression']}): {result['output_bytes']} bytes from "
                f"{result['input_bytes']} in {result['seconds']:.2f} s\n"
                f"pixels: {result['mapping']}")
+
+
+@app.command()
+@cli_errors
+def preview(
+    body: Path = typer.Argument(..., help="Body image (TIFF or HDF5)."),
+    dye: Path = typer.Argument(..., help="Dye image of the same shape."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="PNG",
+                                help="The PNG to write (written to a temporary name, then "
+                                     "renamed)."),
+    max_side: int = typer.Option(2048, "--max-side", help="Longest side of the picture in "
+                                                          "pixels, legend included (at least "
+                                                          "256)."),
+    cutoff: str = typer.Option("0.10", help="Cutoff of the verdict shown in the legend."),
+    memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray level splitting dark from bright in 8/16-bit images (as in detect)."),
+    body_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which body pixels are members (as in detect)."),
+    dye_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which dye pixels are lit (as in detect)."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
+    allow_external: bool = typer.Option(
+        False, "--allow-external", help="Let HDF5 follow external links and read external or "
+                                        "virtual storage."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Draw a downsampled overlay of a pair (body, dye inside it, dye outside it) with a legend
+    and the exact counts, streaming the images."""
+    from .pipeline import DetectOptions
+    from .preview import preview as draw_preview
+
+    options = DetectOptions(
+        cutoff=cutoff, device="cpu", memory=parse_memory(memory), threshold=threshold,
+        body_polarity=body_polarity, dye_polarity=dye_polarity, body_dataset=body_dataset,
+        dye_dataset=dye_dataset, page=page, allow_external=allow_external)
+    with _ProgressBar("preview", enabled=not quiet) as bar:
+        result = draw_preview(body, dye, output, options, max_side=max_side, progress=bar.update)
+    typer.echo(f"wrote {result.path}: {result.png_shape[1]} x {result.png_shape[0]} pixels, one "
+               f"pixel = {result.scale} x {result.scale} image pixels")
+    for line in result.legend:
+        typer.echo(line)
 
 
 def main() -> None:
