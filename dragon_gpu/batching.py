@@ -28,7 +28,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .errors import DragonError, UsageError
 from .pipeline import DetectOptions, DetectResult
@@ -526,7 +526,7 @@ def run_local(todo: Sequence[Pair], options: DetectOptions, emit: Emit, workers:
 
 def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, task,
               decode_threads: int) -> list[Pair]:
-    """Run the queue until it is empty or the pool breaks; returns the pairs in flight at a break."""
+    """Run the queue until it is empty or the pool breaks; returns the pairs in flight then."""
     pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker,
                                initargs=(decode_threads,))
     in_flight: dict = {}

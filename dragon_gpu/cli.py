@@ -205,7 +205,7 @@ def detect(
 
 
 class _BatchProgress:
-    """Pairs done, pairs/s, ETA and the running ok/error/cancer tally, on stderr (a terminal only)."""
+    """Pairs done, pairs/s, ETA and the ok/error/cancer tally, on stderr (a terminal only)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled and sys.stderr.isatty()

@@ -65,8 +65,8 @@ def _worker_version() -> str:
 
 @contextmanager
 def connect(scheduler: str, workers: int | None = None, device: str = "auto",
-            require_gpu: bool = False,
-            warn: Callable[[str], None] | None = None) -> Iterator[tuple[object, str]]:
+            require_gpu: bool = False, warn: Callable[[str], None] | None = None,
+            timeout: float = CONNECT_TIMEOUT) -> Iterator[tuple[object, str]]:
     """A Dask client for ``scheduler``, and the ``device`` its tasks should use.
 
     Parameters
@@ -80,6 +80,8 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     device : str
         The detect ``--device``. With dask-cuda, GPUs named here become the cluster's workers and
         tasks use ``"0"``, each worker's own GPU.
+    timeout : float
+        Seconds to wait for the scheduler, and then for its first worker.
 
     Yields
     ------
@@ -104,16 +106,16 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
         target = scheduler
     try:
         try:
-            client = dd.Client(target, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            client = dd.Client(target, timeout=timeout, set_as_default=False)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at "
                              f"{scheduler} ({exc})") from None
         try:
             try:
-                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+                client.wait_for_workers(1, timeout=timeout)
             except (TimeoutError, OSError):
                 raise UsageError(f"--scheduler: no Dask worker joined the scheduler at "
-                                 f"{scheduler} within {CONNECT_TIMEOUT} s") from None
+                                 f"{scheduler} within {timeout:g} s") from None
             _check_workers(client, scheduler, warn)
             yield client, device
         finally:
@@ -356,9 +358,11 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     seconds = time.perf_counter() - start
     if total.body == 0:
         raise EmptyBodyError(f"the body mask is empty under the rule '{plan.body_rule}' "
-                             "(check --body-polarity / --threshold)", body, counts=total)
+                             "(check --body-polarity / --threshold)", os.fspath(body_path),
+                             counts=total)
     return DetectResult(
-        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=plan.shape, verdict=decide(total, opts.cutoff),
+        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=plan.shape,
+        verdict=decide(total, opts.cutoff),
         backend="dask:" + ("+".join(sorted(backends)) or "none"), seconds=seconds,
         body_rule=plan.body_rule, dye_rule=plan.dye_rule,
         warnings=coverage_warnings(total, plan.shape))
