@@ -601,7 +601,8 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     retry_errors : bool
         Run again the pairs that have an ``error`` row in ``out`` (their old row is dropped).
     progress : callable, optional
-        ``progress(record, done, total)`` after each pair that ran.
+        ``progress(record, done, total)`` after each pair that runs, and once with
+        ``record=None, done=0`` before the first.
     task : callable, optional
         ``task(body, dye, options) -> DetectResult`` run for each pair in the workers (default
         :func:`dragon_gpu.pipeline.detect`); it must be a module-level function so that worker
@@ -626,7 +627,9 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         raise UsageError(f"unknown detection option ({exc})") from None
     from .engines import parse_device
 
-    parse_device(opts.device)  # a bad --device fails the batch, not every pair
+    # Options that are wrong for every pair fail the batch rather than fill it with error rows.
+    if parse_device(opts.device) == "cpu" and opts.require_gpu:
+        raise UsageError("--require-gpu contradicts --device cpu")
     pairs = as_pairs(manifest_or_pairs)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
@@ -646,6 +649,8 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
             if progress is not None:
                 progress(record, count, len(todo))
 
+        if progress is not None and todo:
+            progress(None, 0, len(todo))
         if not todo:
             crashed: list[str] = []
         elif scheduler is None:

@@ -233,9 +233,10 @@ class _BatchProgress:
             self._progress.__enter__()
         return self
 
-    def update(self, record: dict, done: int, total: int) -> None:
-        self.tally[record["status"]] = self.tally.get(record["status"], 0) + 1
-        self.tally["cancer"] += bool(record["status"] == "ok" and record["cancer"])
+    def update(self, record: dict | None, done: int, total: int) -> None:
+        if record is not None:
+            self.tally[record["status"]] = self.tally.get(record["status"], 0) + 1
+            self.tally["cancer"] += bool(record["status"] == "ok" and record["cancer"])
         if self._progress is None:
             return
         description = (f"batch: {self.tally['ok']} ok ({self.tally['cancer']} cancer), "

@@ -21,6 +21,7 @@ from batch_helpers import (buggy_task, check_ok, crash_task, write_pair,  # noqa
 from dragon_gpu.batching import (CRASH_MESSAGE, DETECT_KEYS, ManifestError,  # noqa: E402
                                  ResultsFileError, ResultsLog, read_manifest, read_results,
                                  run_batch)
+from dragon_gpu.errors import UsageError  # noqa: E402
 
 COLUMNS = ["id", "status", "error", *DETECT_KEYS]
 
@@ -344,3 +345,16 @@ def test_batch_needs_no_dask_and_scheduler_without_it_is_a_clear_error(tmp_path)
     bad = subprocess.run([sys.executable, "-c", script, "detect", str(a["body"]), str(a["dye"]),
                           "--scheduler", "local"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--scheduler needs Dask" in bad.stderr
+
+
+def test_options_wrong_for_every_pair_fail_the_batch(tmp_path):
+    a = write_pair(tmp_path, "a", (10, 10), 1)
+    out = tmp_path / "out.csv"
+    for kwargs, message in (({"device": "gpu0"}, "--device: expected auto, cpu"),
+                            ({"device": "cpu", "require_gpu": True}, "contradicts --device cpu"),
+                            ({"cutoff": "1.5"}, "--cutoff: must be between 0 and 1"),
+                            ({"workers": 0}, "--workers: must be at least 1"),
+                            ({"colour": "red"}, "unknown detection option")):
+        with pytest.raises(UsageError, match=message):
+            run_batch([(a["body"], a["dye"])], out, **kwargs)
+    assert not out.exists()
