@@ -416,7 +416,11 @@ class ResultsLog:
 
     def append(self, record: dict) -> None:
         """Write one row and force it to disk."""
-        self._append(format_row(record))
+        try:
+            self._append(format_row(record))
+        except OSError as exc:  # a full disk, a lost network mount...
+            raise ResultsFileError(f"cannot be written ({exc.strerror or exc})",
+                                   self.path) from None
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -530,28 +534,31 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
     pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker,
                                initargs=(decode_threads,))
     in_flight: dict = {}
-    clean = False
+    suspects: list[Pair] = []
+    broken = clean = False
     try:
-        suspects: list[Pair] = []
         while queue or in_flight:
             # A short window keeps pairs in the queue (not in the pool) so a break loses little.
-            while queue and len(in_flight) < 2 * workers:
-                pair = queue.popleft()
-                in_flight[pool.submit(run_pair, pair, options, task)] = pair
+            while not broken and queue and len(in_flight) < 2 * workers:
+                try:
+                    future = pool.submit(run_pair, queue[0], options, task)
+                except BrokenProcessPool:  # it broke since the last wait
+                    broken = True
+                    break
+                in_flight[future] = queue.popleft()
+            if not in_flight:
+                break  # broken with nothing in flight (a worker died idle): start a new pool
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
             for future in finished:
                 pair = in_flight.pop(future)
                 try:
                     record = future.result()
-                except BrokenProcessPool:
+                except BrokenProcessPool:  # every pair in flight fails with it, as it drains
                     suspects.append(pair)
                     broken = True
                     continue
                 emit(record)
-            if broken:
-                suspects.extend(in_flight.values())
-                in_flight.clear()
+            if broken and not in_flight:
                 break
         clean = True
         return suspects
