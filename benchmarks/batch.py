@@ -3,16 +3,21 @@
 
 It writes a manifest of ``--pairs`` pairs (default 200) of ``--size`` x ``--size`` 1-bit TIFFs
 (default 10,000 x 10,000; packed bits, deflate, 64-row strips, as a microscope's bilevel masks
-would be stored), then runs the same batch in each configuration into a fresh RESULTS.csv and
-prints a table. Every configuration must report, for every pair, the counts computed with NumPy
-when the pair was generated, or the script fails.
+would be stored), then runs the same batch in each configuration into a fresh RESULTS.csv, in
+rounds (``--repeats``), and prints a table of medians. Every configuration must report, for every
+pair, the counts computed with NumPy when the pair was drawn, or the script fails.
+
+Configurations: ``loop`` is the baseline, ``dragon_gpu.detect`` called pair after pair in this
+process (no worker processes, no results file); ``local-N`` is ``dragon-gpu batch --workers N``;
+``dask-2`` is ``dragon-gpu batch --scheduler local --workers 2``, cluster start-up included.
 
 The pairs are random blobs drawn here (``dragon_gpu.simulate`` was not on main when this was
 written): a body whose radius wobbles with the angle, covering about a third of the image, and
 dye lit in random 64 x 64 squares at a density that varies from pair to pair (so some pairs are
-cancer and some are not) with 2% of its pixels flipped at random. Generating 10k x 10k masks costs about as much as counting them, so only
-``--distinct`` pairs are drawn and the manifest names each of them several times, through hard
-links (distinct paths, same bytes; all of it sits in the page cache either way).
+cancer and some are not), with 2% of its pixels flipped at random. Drawing a 10k x 10k pair costs
+far more than counting it, so only ``--distinct`` pairs are drawn and the manifest names each of
+them several times, through hard links (distinct paths, same bytes; all of it sits in the page
+cache either way).
 
 Usage::
 

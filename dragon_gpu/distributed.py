@@ -145,8 +145,9 @@ def _local_cluster(dd, workers: int | None, device: str, require_gpu: bool, warn
             except Exception as exc:  # no GPU, no driver, NVML missing...
                 if require_gpu:
                     raise GpuUnavailableError(f"dask-cuda could not start GPU workers ({exc})")
-                warn(f"dragon-gpu: dask-cuda could not start GPU workers ({exc}); "
-                     "using CPU workers")
+                if spec != "auto":  # as with detect, only a named GPU's fallback is announced
+                    warn(f"dragon-gpu: dask-cuda could not start GPU workers ({exc}); "
+                         "using CPU workers")
     n = workers or usable_cores()
     env = {}
     if "DRAGON_GPU_DECODE_THREADS" not in os.environ:

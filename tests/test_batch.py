@@ -358,3 +358,11 @@ def test_options_wrong_for_every_pair_fail_the_batch(tmp_path):
         with pytest.raises(UsageError, match=message):
             run_batch([(a["body"], a["dye"])], out, **kwargs)
     assert not out.exists()
+
+
+def test_detect_workers_needs_a_scheduler(tmp_path):
+    a = write_pair(tmp_path, "a", (10, 10), 1)
+    proc = cli("detect", a["body"], a["dye"], "--workers", "2")
+    assert proc.returncode == 2
+    assert proc.stderr == ("dragon-gpu: error: --workers needs --scheduler (a local detect runs "
+                           "in one process)\n")
