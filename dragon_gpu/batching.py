@@ -549,7 +549,7 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
             if not in_flight:
                 break  # broken with nothing in flight (a worker died idle): start a new pool
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in finished:
+            for future in [f for f in in_flight if f in finished]:  # in submission order
                 pair = in_flight.pop(future)
                 try:
                     record = future.result()

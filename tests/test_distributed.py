@@ -81,6 +81,8 @@ def test_a_pair_that_kills_workers_is_one_error_row(cluster, tmp_path):
     assert records[str(crash["body"])]["error"].startswith(CRASH_MESSAGE)
     for truth in good:
         check_ok(records[str(truth["body"])], truth)
+    with distributed.Client(cluster) as client:  # the next tests expect both workers back
+        client.wait_for_workers(2, timeout=60)
 
 
 @pytest.mark.parametrize("fmt, shape, block_rows", [("u8", (103, 45), 7), ("bits", (64, 77), 1),
