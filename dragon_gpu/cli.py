@@ -12,6 +12,7 @@ import json
 import re
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -389,6 +390,169 @@ def demo(
             raise typer.Exit(1)
 
 
+# -- generate and convert -------------------------------------------------------------------------
+class GenerateKind(str, Enum):
+    typical = "typical"
+    cancer = "cancer"
+    healthy = "healthy"
+    boundary = "boundary"
+
+
+class OutputFormat(str, Enum):
+    tiff = "tiff"
+    hdf5 = "hdf5"
+
+
+class GenerateEncoding(str, Enum):
+    packed = "packed"
+    u8 = "u8"
+
+
+def _render_truth(truth: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(truth))
+        return
+    verdict = "CANCER" if truth["cancer"] else "no cancer"
+    frac = "n/a" if truth["fraction"] is None else f"{100 * truth['fraction']:.4f}%"
+    kind = truth["kind"] + (f" (drawn: {truth['drawn_kind']})" if truth["kind"] == "typical" else "")
+    typer.echo("\n".join([
+        f"wrote {truth['body_path']}, {truth['dye_path']} and truth.json",
+        f"kind: {kind}, seed {truth['seed']}, shape {truth['shape'][0]} x {truth['shape'][1]}",
+        f"truth: {verdict} (dye in body {frac} of the body)",
+        f"body pixels: {truth['body_pixels']}",
+        f"dye pixels in body: {truth['dye_in_body_pixels']}",
+        f"dye pixels outside body: {truth['dye_outside_body_pixels']}",
+        f"generated in {truth['seconds']:.2f} s",
+    ]))
+
+
+@app.command()
+@cli_errors
+def generate(
+    outdir: Path = typer.Argument(..., help="Folder for body.tif + dye.tif (or body.h5 + dye.h5) "
+                                            "and truth.json; created if missing."),
+    size: Optional[int] = typer.Option(None, min=64, help="Side of a square pair in pixels "
+                                                          "(default 2048 when no --height/--width)."),
+    height: Optional[int] = typer.Option(None, min=64, help="Rows of the pair (with --width)."),
+    width: Optional[int] = typer.Option(None, min=64, help="Columns of the pair (with --height)."),
+    seed: int = typer.Option(0, min=0, help="Random seed: the same seed and options give the "
+                                            "same bytes."),
+    kind: GenerateKind = typer.Option(GenerateKind.typical, case_sensitive=False,
+                                      help="cancer (dye in body clearly above 10%), healthy "
+                                           "(clearly below), boundary (exactly 10%, not cancer), "
+                                           "typical (cancer with probability --cancer-rate)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.tiff, "--format", case_sensitive=False,
+                                     help="tiff (1-bit TIFF) or hdf5 (dataset 'mask')."),
+    encoding: GenerateEncoding = typer.Option(
+        GenerateEncoding.packed, case_sensitive=False,
+        help="packed: 1 bit a pixel; u8: 8-bit images (body 0 on 255, dye 255 on 0)."),
+    compression: Optional[str] = typer.Option(
+        None, help="TIFF: deflate (default), lzw, packbits, zstd, none. HDF5: gzip (default), "
+                   "lzf, lz4, zstd, none."),
+    cancer_rate: float = typer.Option(0.001, min=0.0, max=1.0,
+                                      help="Prevalence of cancer for --kind typical."),
+    speckle: float = typer.Option(2e-4, min=0.0, max=0.01,
+                                  help="Share of pixels lit by speckle noise in the dye image."),
+    rows_per_strip: Optional[int] = typer.Option(
+        None, "--rows-per-strip", "--chunk-rows", min=1,
+        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
+    as_json: bool = typer.Option(False, "--json", help="Print truth.json's object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Generate a realistic body/dye pair with exact ground truth (truth.json), streaming."""
+    from .simulate import generate as run_generate
+
+    if size is not None and (height is not None or width is not None):
+        raise UsageError("give either --size or --height and --width, not both")
+    if (height is None) != (width is None):
+        raise UsageError("--height and --width go together")
+    if height is None:
+        height = width = size or 2048
+    with _ProgressBar("generate", enabled=not quiet) as bar:
+        truth = run_generate(outdir, height=height, width=width, seed=seed, kind=kind.value,
+                             fmt=fmt.value, encoding=encoding.value, compression=compression,
+                             cancer_rate=cancer_rate, speckle=speckle,
+                             rows_per_strip=rows_per_strip, progress=bar.update)
+    _render_truth(truth, as_json)
+
+
+class ConvertEncoding(str, Enum):
+    packed = "packed"
+    u8 = "u8"
+    u16 = "u16"
+
+
+@app.command()
+@cli_errors
+def convert(
+    src: Path = typer.Argument(..., help="Input image (TIFF or HDF5)."),
+    dst: Path = typer.Argument(..., help="Output file (.tif/.tiff or .h5/.hdf5, or --format)."),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", case_sensitive=False,
+                                               help="Output format (default: from the suffix)."),
+    encoding: Optional[ConvertEncoding] = typer.Option(
+        None, case_sensitive=False,
+        help="packed (1 bit a pixel), u8 or u16 (default: packed for 1-bit and mask inputs, "
+             "else the input's bit depth)."),
+    compression: Optional[str] = typer.Option(
+        None, help="TIFF: deflate (default), lzw, packbits, zstd, none. HDF5: gzip (default), "
+                   "lzf, lz4, zstd, none."),
+    rows_per_strip: Optional[int] = typer.Option(
+        None, "--rows-per-strip", "--chunk-rows", min=1,
+        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
+    polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False,
+        help="Between a mask and an image: members are dark (a body) or bright (lit dye). "
+             "Required for such conversions."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray inputs to 1 bit: brightness from which a pixel is white "
+                   "(default: half the range, 128 for uint8, as detect)."),
+    dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the input (default: the "
+                                                     "only 2-D one)."),
+    out_dataset: str = typer.Option("mask", help="HDF5 dataset name of the output."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) of the input."),
+    allow_external: bool = typer.Option(False, "--allow-external",
+                                        help="Let an HDF5 input follow external links/storage."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Re-encode one image (format, bit depth, packing, compression, strip rows), streaming."""
+    from .convert import convert as run_convert
+
+    with _ProgressBar("convert", enabled=not quiet) as bar:
+        result = run_convert(src, dst, fmt=None if fmt is None else fmt.value,
+                             encoding=None if encoding is None else encoding.value,
+                             compression=compression, segment_rows=rows_per_strip,
+                             polarity=polarity, threshold=threshold, page=page, dataset=dataset,
+                             out_dataset=out_dataset, allow_external=allow_external,
+                             progress=bar.update)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"wrote {result['output']} ({result['format']}, {result['encoding']}, "
+               f"{result['compression']}): {result['output_bytes']} bytes from "
+               f"{result['input_bytes']} in {result['seconds']:.2f} s\n"
+               f"pixels: {result['mapping']}")
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="dragon-gpu")
+    """Console-script entry point.
+
+    Runs the app outside click's standalone mode so that a usage error (a bad option value, a
+    missing argument) is one line on stderr and exit 2, like every other bad input, instead of a
+    framed panel.
+    """
+    try:
+        code = app(prog_name="dragon-gpu", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dragon-gpu`: the help is the answer
+            typer.echo(exc.format_message(), err=True)
+        else:
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"dragon-gpu: error: {message}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("dragon-gpu: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -67,3 +67,7 @@ class MemoryBudgetError(DragonError, MemoryError):
 
 class GpuUnavailableError(DragonError, RuntimeError):
     """A GPU was demanded (``--require-gpu``) but none is usable."""
+
+
+class GpuError(DragonError, RuntimeError):
+    """A usable GPU failed while counting (a CUDA error other than running out of memory)."""

@@ -94,7 +94,8 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
 
     Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
     their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
-    and readers cache the one unit that a block edge cuts.
+    and a unit of the other input that a block edge cuts is decoded by both blocks (readers keep
+    nothing between blocks).
 
     Raises
     ------
@@ -117,11 +118,35 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
         block_rows = max(unit, target // row_nbytes // unit * unit)
     elif block_rows < 1:
         raise UsageError(f"block_rows must be positive, got {block_rows}")
+    elif block_rows * row_nbytes > memory // 4:
+        raise MemoryBudgetError(
+            f"--block-rows {block_rows} needs {_human(block_rows * row_nbytes)} a block, more than "
+            f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
     rows = rows or RowRange(0, height)
     if rows.row_stop > height:
         raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
     start, stop = rows.row_start, rows.row_stop
     return [RowRange(r, min(stop, r + block_rows)) for r in range(start, stop, block_rows)]
+
+
+def check_unit_memory(reader: MaskReader, memory: int) -> None:
+    """Refuse a file whose natural unit (strip, row of tiles or chunks) cannot fit the budget.
+
+    Readers decode whole units, so one unit larger than a quarter of ``memory`` (the share of
+    one block, see :func:`plan_blocks`) would break the bound whatever the block plan; a header
+    may declare such a unit on purpose. Checked before any of it is read.
+
+    Raises
+    ------
+    MemoryBudgetError
+        Naming the file, the unit's decoded size and the budget.
+    """
+    need = reader.unit_nbytes
+    if need > memory // 4:
+        raise MemoryBudgetError(
+            f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
+            f"the memory budget {_human(memory)}; raise --memory or re-encode the file with "
+            "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
@@ -195,9 +220,16 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
                 f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye "
                 f"({os.fspath(dye_path)}) is {dye.shape[0]} x {dye.shape[1]}", os.fspath(body_path))
         body_enc, dye_enc = encodings(body, dye, opts)
-        blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
-                             (body.row_granularity, dye.row_granularity), opts.memory,
-                             opts.block_rows, rows)
+        for reader in (body, dye):
+            check_unit_memory(reader, opts.memory)
+        try:
+            blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
+                                 (body.row_granularity, dye.row_granularity), opts.memory,
+                                 opts.block_rows, rows)
+        except MemoryBudgetError as exc:
+            # Name the file whose strips/tiles/chunks are too tall, as every input error does.
+            tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
+            raise MemoryBudgetError(exc.problem, os.fspath(tall)) from None
         total = sum(b.rows for b in blocks)
         done = 0
 

@@ -9,6 +9,8 @@ from .errors import UsageError
 from .model import Counts, Verdict
 
 DEFAULT_CUTOFF = "0.10"
+#: Decimal places a cutoff may have: far beyond what counts of 10**10 pixels can tell apart.
+MAX_CUTOFF_DIGITS = 60
 
 
 def parse_cutoff(text: str | float | Fraction) -> tuple[Fraction, str]:
@@ -35,6 +37,12 @@ def parse_cutoff(text: str | float | Fraction) -> tuple[Fraction, str]:
             raise UsageError(f"--cutoff: expected a decimal number such as 0.10 or 10%, got {raw!r}")
         if not dec.is_finite():
             raise UsageError(f"--cutoff: expected a finite number, got {raw!r}")
+        # Fraction(Decimal("1e-999999999")) builds a billion-digit integer: bound the digits first.
+        sign, digits, exponent = dec.as_tuple()
+        if dec and (len(digits) + max(0, -exponent) > MAX_CUTOFF_DIGITS
+                    or dec.adjusted() > 3):
+            raise UsageError(f"--cutoff: must be between 0 and 1 (or 0% and 100%) with at most "
+                             f"{MAX_CUTOFF_DIGITS} decimal places, got {raw!r}")
         value = Fraction(dec) / (100 if percent else 1)
         shown = raw
     if not 0 <= value <= 1:

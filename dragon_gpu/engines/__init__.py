@@ -64,11 +64,12 @@ def select_engine(device: str = "auto", require_gpu: bool = False,
     try:
         return _gpu_engine(ids)
     except GpuUnavailableError as exc:
+        label = ",".join(map(str, ids))
         if require_gpu:
-            raise
+            raise GpuUnavailableError(f"GPU {label} not usable ({exc.problem}) and --require-gpu "
+                                      "was given") from None
         if spec != "auto":
-            (warn or _stderr)(f"dragon-gpu: GPU {','.join(map(str, ids))} not usable ({exc.problem}); "
-                              "using the CPU")
+            (warn or _stderr)(f"dragon-gpu: GPU {label} not usable ({exc.problem}); using the CPU")
         return CpuEngine()
 
 

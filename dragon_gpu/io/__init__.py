@@ -7,6 +7,7 @@ so a mislabelled file is read as what it is or refused with a clear message.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Callable
 
 from ..errors import CorruptInputError, MissingInputError, UnsupportedInputError
@@ -43,10 +44,17 @@ def register_format(name: str, opener: Callable[..., MaskReader]) -> None:
 def sniff_format(path: str) -> str:
     """``"tiff"`` or ``"hdf5"`` from the file's magic number; raises :class:`InputError`."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise MissingInputError("no such file", path)
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path) from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot be read ({exc.strerror or exc})", path) from None
+    if stat.S_ISDIR(mode):
         raise MissingInputError("is a directory, not an image file", path)
+    if not stat.S_ISREG(mode):
+        # A FIFO or a device would block or never end; an image is a regular file.
+        raise MissingInputError("is not a regular file (a pipe, socket or device?)", path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

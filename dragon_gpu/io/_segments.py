@@ -57,9 +57,13 @@ class SegmentedReader(MaskReader):
         return buf[:nbytes]
 
     @abc.abstractmethod
-    def decode_segment(self, seg: Segment) -> np.ndarray:
-        """The segment's pixels, shape ``(seg.rows, seg.cols)`` of ``self.dtype`` (may be a view
-        of this thread's scratch buffer, valid until this thread decodes again)."""
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
+        """The segment's pixels, shape ``(rows, seg.cols)`` of ``self.dtype``.
+
+        The result may be a view of this thread's scratch buffer, valid until this thread decodes
+        again. ``dest``, when given, is where the segment's rows belong in the block (full rows,
+        C-contiguous): a reader that can decode straight into it does, and returns ``dest``.
+        """
 
     def segments(self, row_start: int, row_stop: int):
         first, last = row_start // self.seg_rows, (row_stop - 1) // self.seg_rows
@@ -84,8 +88,11 @@ class SegmentedReader(MaskReader):
         return out
 
     def _place(self, seg: Segment, out: np.ndarray, row_start: int, row_stop: int) -> None:
-        data = self.decode_segment(seg)
         lo, hi = max(row_start, seg.row0), min(row_stop, seg.row0 + seg.rows, self.height)
         c1 = min(self.row_items, seg.col0 + seg.cols)
-        out[lo - row_start:hi - row_start, seg.col0:c1] = data[lo - seg.row0:hi - seg.row0,
-                                                               :c1 - seg.col0]
+        whole = (seg.col0 == 0 and seg.cols == self.row_items and lo == seg.row0
+                 and hi == min(seg.row0 + seg.rows, self.height))
+        dest = out[lo - row_start:hi - row_start]
+        data = self.decode_segment(seg, dest if whole else None)
+        if data is not dest:
+            dest[:, seg.col0:c1] = data[lo - seg.row0:hi - seg.row0, :c1 - seg.col0]

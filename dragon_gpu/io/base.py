@@ -109,6 +109,15 @@ class MaskReader(abc.ABC):
     def row_nbytes(self) -> int:
         return self.row_items * np.dtype(self.dtype).itemsize
 
+    @property
+    def unit_nbytes(self) -> int:
+        """Bytes the reader holds at once to decode one natural unit (strip, tile row, chunk row).
+
+        The pipeline refuses a file whose unit does not fit the memory budget before reading it;
+        readers whose units are wider than the image (tiles, chunks) override this.
+        """
+        return self.row_granularity * self.row_nbytes
+
     def empty_rows(self, rows: int) -> np.ndarray:
         """An uninitialised buffer that :meth:`read_rows` can fill with ``rows`` rows."""
         return np.empty((rows, self.row_items), dtype=self.dtype)

@@ -24,6 +24,11 @@ PACKED_ENCODING = "packed-bits"
 PACKED_WIDTH_ATTR = "width"
 PACKED_BITORDER_ATTR = "bitorder"
 
+#: Soft links followed on one dataset path before it is called a loop.
+MAX_LINK_HOPS = 40
+#: Names listed in one error message.
+MAX_LISTED = 8
+
 
 class Hdf5Reader(SegmentedReader):
     """Rows of one 2-D dataset of an HDF5 file.
@@ -42,6 +47,10 @@ class Hdf5Reader(SegmentedReader):
         import h5py
 
         super().__init__()
+        try:  # registers the lz4, zstd, blosc... filters with HDF5 where the package is installed
+            import hdf5plugin  # noqa: F401
+        except ImportError:
+            pass
         self.path = str(path)
         self.allow_external = allow_external
         self._fd = None
@@ -50,8 +59,8 @@ class Hdf5Reader(SegmentedReader):
         except Exception as exc:
             raise CorruptInputError(f"not a readable HDF5 file ({_why(exc)})", self.path) from None
         try:
-            name = self._resolve(dataset)
-            self._open_dataset(name)
+            open_path, name = self._resolve(dataset)
+            self._open_dataset(open_path, name)
         except InputError:
             self._file.close()
             raise
@@ -60,80 +69,169 @@ class Hdf5Reader(SegmentedReader):
             raise CorruptInputError(f"damaged HDF5 structure ({_why(exc)})", self.path) from None
 
     # -- finding the dataset --------------------------------------------------------------------
-    def _resolve(self, dataset: str | None) -> str:
+    def _resolve(self, dataset: str | None) -> tuple[str, str]:
+        """(path to open, name to show) of the dataset to read."""
         import h5py
 
         if dataset is not None:
-            self._check_link_path(dataset)
-            obj = self._file.get(dataset)
+            hard_path, external = self._walk_links(dataset)
+            open_path = dataset if external else hard_path
+            obj = self._file.get(open_path) if open_path is not None else None
             if obj is None:
-                found = self._datasets_2d()
-                listing = ", ".join(found) if found else "none"
+                found, _others, _links = self._survey()
+                listing = _listing(found) if found else "none"
                 raise UnsupportedInputError(f"has no dataset {dataset!r} (2-D datasets: {listing})",
                                             self.path)
             if not isinstance(obj, h5py.Dataset):
                 raise UnsupportedInputError(f"{dataset!r} is a group, not a dataset", self.path)
-            return obj.name
-        found = self._datasets_2d()
+            return open_path, dataset
+        found, others, links = self._survey()
         if not found:
-            raise UnsupportedInputError("has no 2-D dataset", self.path)
+            extra = f" (other datasets: {_listing(others)})" if others else ""
+            if links:
+                extra += (f"; external links were not followed ({_listing(links)}): name the "
+                          "dataset with --body-dataset / --dye-dataset and add --allow-external")
+            raise UnsupportedInputError(f"has no 2-D dataset{extra}", self.path)
         if len(found) > 1:
             raise UnsupportedInputError(
-                f"has {len(found)} 2-D datasets ({', '.join(found)}); name one with "
+                f"has {len(found)} 2-D datasets ({_listing(found)}); name one with "
                 "--body-dataset / --dye-dataset", self.path)
-        return found[0]
+        return found[0], found[0]
 
-    def _check_link_path(self, dataset: str) -> None:
+    def _walk_links(self, dataset: str) -> tuple[str | None, bool]:
+        """Follow ``dataset`` one link at a time, the way HDF5 will, before HDF5 does.
+
+        A soft link may lead into an external link (``/s -> /a/x`` with ``/a`` external), so soft
+        links are expanded here and every component is checked. Returns the path through hard
+        links only (None when a component does not exist) and whether an external link, allowed
+        by ``allow_external``, is on the way (then HDF5 resolves the rest).
+        """
         import h5py
+        from h5py import h5l
 
+        parts = _split(dataset)
         group = self._file
-        parts = [p for p in dataset.split("/") if p]
-        for i, part in enumerate(parts):
-            link = group.get(part, getlink=True)
-            if link is None:
-                return
-            if isinstance(link, h5py.ExternalLink) and not self.allow_external:
-                raise UnsafeInputError(
-                    f"{'/'.join(parts[:i + 1])!r} is an external link to {link.filename!r}; refused "
-                    "(use --allow-external to follow it)", self.path)
-            if i < len(parts) - 1:
-                group = group.get(part)
-                if not isinstance(group, h5py.Group):
-                    return
+        done: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if not isinstance(group, h5py.Group):
+                return None, False
+            name = part.encode()
+            if not group.id.links.exists(name):
+                return None, False
+            kind = group.id.links.get_info(name).type
+            if kind == h5l.TYPE_SOFT:
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise CorruptInputError(f"the soft links of {dataset!r} form a loop", self.path)
+                target = group.id.links.get_val(name).decode(errors="replace")
+                if target.startswith("/"):
+                    group, done = self._file, []
+                parts = _split(target) + parts
+                continue
+            if kind == h5l.TYPE_EXTERNAL:
+                filename, inner = (v.decode(errors="replace") for v in group.id.links.get_val(name))
+                if not self.allow_external:
+                    shown = "/" + "/".join(done + [part])
+                    via = "" if not parts else f" (on the way to {dataset!r})"
+                    raise UnsafeInputError(
+                        f"{shown!r}{via} is an external link to {filename}:{inner}; refused (use "
+                        "--allow-external to follow it)", self.path)
+                return dataset, True
+            if kind != h5l.TYPE_HARD:
+                raise UnsafeInputError(f"{dataset!r} goes through a user-defined link; refused",
+                                       self.path)
+            done.append(part)
+            group = group[part]
+        return "/" + "/".join(done), False
 
-    def _datasets_2d(self) -> list[str]:
-        """2-D datasets reachable through hard links (external links are never followed here)."""
+    def _survey(self) -> tuple[list[str], list[str], list[str]]:
+        """2-D datasets, other datasets and external links, found through hard links only.
+
+        External links are listed, never followed; soft links only alias what hard links reach
+        (or lead outside the file), so they are skipped.
+        """
         import h5py
+        from h5py import h5l
 
         found: list[str] = []
+        others: list[str] = []
+        links: list[str] = []
         stack = [self._file]
         seen = set()
         while stack:
             group = stack.pop()
-            for name in group:
-                link = group.get(name, getlink=True)
-                if not isinstance(link, h5py.HardLink):
+            for name in list(group.id):
+                kind = group.id.links.get_info(name).type
+                text = name.decode(errors="replace")
+                path = group.name.rstrip("/") + "/" + text
+                if kind == h5l.TYPE_EXTERNAL:
+                    filename, inner = (v.decode(errors="replace")
+                                       for v in group.id.links.get_val(name))
+                    links.append(f"{path} -> {filename}:{inner}")
                     continue
-                obj = group.get(name)
+                if kind != h5l.TYPE_HARD:
+                    continue
+                obj = group[text]
                 if isinstance(obj, h5py.Group):
-                    key = obj.id.__hash__()
+                    key = (obj.id.fileno, h5py.h5o.get_info(obj.id).addr)
                     if key not in seen:
                         seen.add(key)
                         stack.append(obj)
-                elif isinstance(obj, h5py.Dataset) and obj.ndim == 2:
-                    found.append(obj.name)
-        return sorted(found)
+                elif isinstance(obj, h5py.Dataset):
+                    if obj.ndim == 2:
+                        found.append(obj.name)
+                    else:
+                        shape = " x ".join(str(n) for n in obj.shape) or "scalar"
+                        others.append(f"{obj.name} ({obj.ndim}-D, {shape})")
+        return sorted(found), sorted(others), sorted(links)
 
     # -- the dataset --------------------------------------------------------------------------
-    def _open_dataset(self, name: str) -> None:
+    def _open_dataset(self, open_path: str, name: str) -> None:
         import h5py
 
-        ds = self._file[name]
+        self._read_metadata(self._file[open_path], name)
+        # The first handle is gone (CPython frees it on return): HDF5 applies the access
+        # properties below only when it opens a dataset that is not open yet.
+        chunks = self._chunks
+        chunk_nbytes = int(np.prod(chunks)) * self._storage_dtype.itemsize if chunks else 0
+        across = -(-self._stored_shape[1] // chunks[1]) if chunks else 0
+        # Size the chunk cache so a band of chunk rows that blocks cut through is decoded once.
+        cache = max(1 << 20, chunk_nbytes * across + chunk_nbytes)
+        self.chunk_cache_nbytes = cache
+        self._unit_nbytes = (chunk_nbytes * across if chunks
+                             else self.row_granularity * self.row_nbytes)
+        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        dapl.set_chunk_cache(max(521, 2 * across + 1), cache, 1.0)
+        if self.allow_external:
+            # Relative external raw files lie next to the HDF5 file (as with links and virtual
+            # datasets), not in whatever folder the command runs from.
+            dapl.set_efile_prefix(b"${ORIGIN}")
+        self._ds = h5py.Dataset(h5py.h5d.open(self._file.id, open_path.encode(), dapl))
+        self._check_storage(self._ds, name)
+        # Chunks whose filters we can undo are read by byte range and decoded on every core.
+        ds = self._ds
+        self._parallel = _hdf5_chunks.can_decode(ds)
+        if self._parallel:
+            self._filters_ids = _hdf5_chunks.filter_ids(ds)
+            self.seg_rows, self.seg_cols = int(ds.chunks[0]), int(ds.chunks[1])
+            self._itemsize = ds.dtype.itemsize
+            try:
+                self._fill = ds.fillvalue
+            except RuntimeError:  # "fill value is undefined": every chunk is stored (checked)
+                self._fill = 0
+            # Behind an allowed external link the chunks' byte offsets are in the other file.
+            self._fd = os.open(ds.file.filename, os.O_RDONLY)
+
+    def _read_metadata(self, ds, name: str) -> None:
+        """Validate the dataset's shape, type and links to other files; set the reader's facts."""
         where = f"{self.path}"
         self.dataset_name = name
         if ds.ndim != 2:
-            raise UnsupportedInputError(f"dataset {name!r} has {ds.ndim} dimensions; expected 2",
-                                        where)
+            shape = " x ".join(str(n) for n in ds.shape) or "scalar"
+            raise UnsupportedInputError(f"dataset {name!r} has {ds.ndim} dimensions ({shape}); "
+                                        "expected 2", where)
         if not self.allow_external:
             if ds.is_virtual:
                 raise UnsafeInputError(f"dataset {name!r} is a virtual dataset (it reads other "
@@ -146,6 +244,7 @@ class Hdf5Reader(SegmentedReader):
         if isinstance(encoding, bytes):
             encoding = encoding.decode()
         rows, cols = (int(n) for n in ds.shape)
+        unsigned = ds.dtype.kind == "u" and ds.dtype.itemsize in (1, 2)
         if encoding == PACKED_ENCODING:
             if ds.dtype != np.uint8:
                 raise CorruptInputError(f"packed dataset {name!r} has dtype {ds.dtype}; expected "
@@ -162,43 +261,108 @@ class Hdf5Reader(SegmentedReader):
         elif ds.dtype == np.bool_:
             self.shape, self.bits, self.packed = (rows, cols), 1, False
             self.dtype, self.kind = np.dtype(np.uint8), Kind.mask
-        elif ds.dtype in (np.uint8, np.uint16):
+        elif unsigned:
+            # Any byte order: HDF5 converts big-endian values while reading into native buffers.
             self.shape, self.bits, self.packed = (rows, cols), ds.dtype.itemsize * 8, False
             self.dtype, self.kind = np.dtype(ds.dtype).newbyteorder("="), Kind.gray
         else:
-            raise UnsupportedInputError(f"dataset {name!r} has dtype {ds.dtype}; expected uint8, "
-                                        "uint16, bool or a dragon-gpu packed mask", where)
+            raise UnsupportedInputError(f"dataset {name!r} has dtype {_dtype_name(ds.dtype)}; "
+                                        "expected uint8, uint16, bool or a dragon-gpu packed mask",
+                                        where)
         if rows < 1 or cols < 1:
             raise CorruptInputError(f"dataset {name!r} is empty ({rows} x {cols})", where)
+        self._stored_shape = (rows, cols)
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[0]) if ds.chunks else 1
         self._compression = ds.compression
         self._filters = _filter_names(ds)
-        # Size the chunk cache so a band of chunk rows that blocks cut through is decoded once.
-        chunk_nbytes = int(np.prod(ds.chunks)) * ds.dtype.itemsize if ds.chunks else 0
-        across = -(-cols // ds.chunks[1]) if ds.chunks else 0
-        cache = max(1 << 20, chunk_nbytes * across + chunk_nbytes)
-        self.chunk_cache_nbytes = cache
-        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-        dapl.set_chunk_cache(max(521, 2 * across + 1), cache, 1.0)
-        self._ds = h5py.Dataset(h5py.h5d.open(self._file.id, name.encode(), dapl))
-        # Chunks whose filters we can undo are read by byte range and decoded on every core.
-        self._parallel = _hdf5_chunks.can_decode(ds)
-        if self._parallel:
-            self._filters_ids = _hdf5_chunks.filter_ids(ds)
-            self.seg_rows, self.seg_cols = int(ds.chunks[0]), int(ds.chunks[1])
-            self._itemsize = ds.dtype.itemsize
-            self._fill = ds.fillvalue
-            self._fd = os.open(self.path, os.O_RDONLY)
-        if not ds.chunks and not ds.is_virtual and not ds.external:
-            stored, need = ds.id.get_storage_size(), rows * cols * ds.dtype.itemsize
+
+    def _check_storage(self, ds, name: str) -> None:
+        """Check where the data lies before any of it is read.
+
+        Every chunk (or the contiguous block) must lie inside the file, be stored (a chunk never
+        written reads as the fill value: the file is incomplete), and a compressed chunk may not
+        store more bytes than its decoded size plus codec overhead (which no writer produces;
+        a decompression bomb does).
+        """
+        from h5py import h5d
+
+        if ds.is_virtual or ds.external:
+            return  # only with allow_external: the data lies in other files
+        layout = ds.id.get_create_plist().get_layout()
+        if layout == h5d.COMPACT:
+            return  # the data lies in the object header, which HDF5 has already read
+        size = os.path.getsize(ds.file.filename)
+        where = self.path
+        itemsize = ds.dtype.itemsize
+        if not ds.chunks:
+            need = int(np.prod(ds.shape)) * itemsize
             offset = ds.id.get_offset()
-            if offset is not None and offset + need > os.path.getsize(self.path):
+            if offset is None:
+                raise CorruptInputError(f"dataset {name!r} was never written (no data is stored)",
+                                        where)
+            if offset + need > size:
                 raise CorruptInputError(
                     f"is truncated: dataset {name!r} needs bytes up to {offset + need}, the file "
-                    f"has {os.path.getsize(self.path)}", where)
-            del stored
+                    f"has {size}", where)
+            return
+        chunk_nbytes = int(np.prod(ds.chunks)) * itemsize
+        limit = chunk_nbytes + chunk_nbytes // 64 + 1024
+        nfilters = ds.id.get_create_plist().get_nfilters()
+        all_skipped = (1 << nfilters) - 1
+        expected = 1
+        for n, c in zip(ds.shape, ds.chunks):
+            expected *= -(-int(n) // int(c))
+        stored = 0
+        problem: list[str] = []
+        seen: set[tuple[int, ...]] = set()
+        shape = tuple(int(n) for n in ds.shape)
+        chunks = tuple(int(c) for c in ds.chunks)
+
+        def visit(info) -> int | None:
+            nonlocal stored
+            stored += 1
+            end = info.byte_offset + info.size
+            at = tuple(int(v) for v in info.chunk_offset)
+            raw = nfilters == 0 or (info.filter_mask & all_skipped) == all_skipped
+            if (len(at) != len(shape) or at in seen
+                    or any(a % c or not 0 <= a < n for a, c, n in zip(at, chunks, shape))):
+                # A damaged index: some chunk of the image is then missing, and HDF5 would
+                # hand back memory it never wrote for it.
+                problem.append(f"the chunk index of {name!r} lists a chunk at {at}, which is "
+                               "not a chunk of the image")
+                return 1
+            seen.add(at)
+            if end > size:
+                problem.append(f"is truncated: the chunk at {at} of {name!r} ends at byte {end}, "
+                               f"the file has {size}")
+            elif raw and info.size != chunk_nbytes:
+                # HDF5 would fill the difference from memory it never wrote.
+                problem.append(f"the unfiltered chunk at {at} of {name!r} stores {info.size} "
+                               f"bytes; its {chunk_nbytes} pixel bytes need exactly that many")
+            elif info.size == 0:
+                problem.append(f"the chunk at {at} of {name!r} stores no bytes")
+            elif info.size > limit:
+                problem.append(f"the chunk at {at} of {name!r} stores {info.size} bytes for "
+                               f"{chunk_nbytes} decoded bytes: damaged, or a decompression bomb")
+            return 1 if problem else None  # a non-zero return stops the iteration
+
+        try:
+            ds.id.chunk_iter(visit)
+        except AttributeError:  # pragma: no cover - HDF5 older than 1.14
+            stored = ds.id.get_num_chunks()
+        if problem:
+            raise CorruptInputError(problem[0], where)
+        if stored < expected:
+            raise CorruptInputError(
+                f"dataset {name!r} is incomplete: {expected - stored} of its {expected} chunks "
+                "were never written", where)
+
+    @property
+    def unit_nbytes(self) -> int:
+        """Decoded bytes of one row of chunks: HDF5 decodes whole chunks."""
+        return self._unit_nbytes
 
     @property
     def chunks(self):
@@ -217,14 +381,14 @@ class Hdf5Reader(SegmentedReader):
             "stored_bytes": int(self._ds.id.get_storage_size()),
         }
 
-    def decode_segment(self, seg: Segment) -> np.ndarray:
+    def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         nbytes = seg.rows * seg.cols * self._itemsize
         try:
             info = self._ds.id.get_chunk_info_by_coord((seg.row0, seg.col0))
             if info.byte_offset is None:  # never written: the fill value
-                data = self.scratch(nbytes, "fill").view(self._storage_dtype)
+                data = self.scratch(nbytes, "fill").view(self.dtype)
                 data[...] = self._fill
-                return data.view(self.dtype).reshape(seg.rows, seg.cols)
+                return data.reshape(seg.rows, seg.cols)
             raw = pread_exact(self._fd, info.byte_offset, info.size, self.scratch(info.size, "raw"))
             data = _hdf5_chunks.unfilter(raw, self._filters_ids, info.filter_mask, nbytes,
                                          self._itemsize, self.scratch)
@@ -232,11 +396,17 @@ class Hdf5Reader(SegmentedReader):
             raise CorruptInputError(
                 f"chunk at row {seg.row0}, column {seg.col0} of {self.dataset_name!r} cannot be "
                 f"decoded ({_why(exc)})", self.path) from None
-        return data.view(self._storage_dtype.newbyteorder("=") if self._storage_dtype != np.bool_
-                         else np.uint8).reshape(seg.rows, seg.cols).view(self.dtype)
+        stored = data.view(np.uint8 if self._storage_dtype == np.bool_ else self._storage_dtype)
+        stored = stored.reshape(seg.rows, seg.cols)
+        if stored.dtype == self.dtype:
+            return stored
+        # Big-endian values: swapped into native order through this thread's second buffer.
+        native = self.scratch(nbytes, "b").view(self.dtype).reshape(seg.rows, seg.cols)
+        np.copyto(native, stored)
+        return native
 
     def read_rows(self, row_start, row_stop, out=None):
-        if self._parallel and self._storage_dtype.byteorder in ("=", "|", "<"):
+        if self._parallel:
             return SegmentedReader.read_rows(self, row_start, row_stop, out)
         out = self._check_range(row_start, row_stop, out)
         if row_start == row_stop:
@@ -272,6 +442,23 @@ def _filter_names(ds) -> list[str]:
     except Exception:  # pragma: no cover - exotic plists
         pass
     return names
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    if dtype.names:
+        return "compound"
+    kind = {"f": "float", "i": "signed integer", "c": "complex", "S": "string", "U": "string",
+            "O": "object", "V": "opaque"}.get(dtype.kind)
+    return f"{kind} ({dtype})" if kind else str(dtype)
 
 
 def _why(exc: BaseException) -> str:

@@ -1,0 +1,247 @@
+"""``dragon-gpu convert``: re-encode one image (format, bit depth, packing, compression), streaming.
+
+What is preserved is what detect sees. Every input pixel has a *brightness* (gray images: the
+value, flipped for MINISWHITE; 1-bit images: white or black under their photometric) or, for
+masks (HDF5 packed bits or bool), a *membership*. Outputs:
+
+* ``packed`` TIFF: a 1-bit image. From a 1-bit TIFF the bits and photometric are kept. From a
+  gray image, a pixel is white when its brightness is ``>= threshold`` (default half the range,
+  as in detect), so detect's default rules (body: dark, dye: bright) give the same masks.
+* ``packed`` HDF5: a mask (a set bit is a member). From a mask the bits are kept; from an image,
+  ``--polarity`` says which pixels are members: ``dark`` (a body) or ``bright`` (lit dye).
+* ``u8`` / ``u16``: a gray image of brightness values (TIFF MINISBLACK or a plain HDF5 dataset).
+  Gray values are kept (rescaled between 8 and 16 bits: ``v >> 8`` or ``v * 257``, which keeps
+  the comparison with the default threshold); white is the top value, black is 0.
+
+Converting between a mask and an image needs ``--polarity``: a mask does not say whether its
+members are dark (a body) or bright (dye). When given, a 1-bit TIFF output is written so that a
+set bit is a member (MINISWHITE for dark members, MINISBLACK for bright ones), like the files of
+``dragon-gpu generate``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from .errors import UsageError
+from .io import Kind, Polarity, open_mask
+from .io.base import default_threshold
+from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
+
+ENCODINGS = ("packed", "u8", "u16")
+_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
+             ".he5": "hdf5"}
+#: Raw input bytes read per block: large enough to keep the compression threads busy.
+BLOCK_NBYTES = 64 << 20
+
+
+def _format_of(path: str, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("tiff", "hdf5"):
+            raise UsageError(f"--format: choose tiff or hdf5, got {fmt!r}")
+        return fmt
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _SUFFIXES:
+        raise UsageError("cannot tell the output format from the suffix; use --format tiff|hdf5 "
+                         "or a .tif / .h5 name", path)
+    return _SUFFIXES[suffix]
+
+
+class _Mapping:
+    """Turns input row blocks into output row blocks, and says in words how."""
+
+    def __init__(self, reader, fmt: str, encoding: str, polarity: Polarity | None,
+                 threshold: int | None, where: str):
+        self.reader = reader
+        self.width = reader.width
+        self.nb = (self.width + 7) // 8
+        self.polarity = None if polarity is None else Polarity(polarity)
+        kind = reader.kind
+        self.kind = kind
+        self.out_packed = encoding == "packed"
+        self.out_bits = {"packed": 1, "u8": 8, "u16": 16}[encoding]
+        if threshold is not None and kind is not Kind.gray:
+            raise UsageError("--threshold applies to 8/16-bit inputs only", reader.path)
+        if kind is Kind.gray:
+            maxval = (1 << reader.bits) - 1
+            self.threshold = default_threshold(reader.bits) if threshold is None else int(threshold)
+            if not 1 <= self.threshold <= maxval:
+                raise UsageError(f"--threshold: must be between 1 and {maxval} for a "
+                                 f"{reader.bits}-bit image, got {self.threshold}", reader.path)
+        needs_polarity = (kind is Kind.mask) != (fmt == "hdf5" and self.out_packed)
+        if needs_polarity and self.polarity is None:
+            what = ("a mask to an image" if kind is Kind.mask else "an image to a mask")
+            raise UsageError(f"converting {what} needs --polarity: dark (members are dark, "
+                             "as a body) or bright (members are bright, as lit dye)", where)
+        self.mask_out = fmt == "hdf5" and self.out_packed
+        self.photometric = "minisblack"
+        if self.out_packed and not self.mask_out:
+            if kind is Kind.bilevel:
+                self.photometric = "minisblack" if reader.set_is_white else "miniswhite"
+            elif self.polarity is Polarity.dark:
+                self.photometric = "miniswhite"
+        self.text = self._describe()
+
+    def _describe(self) -> str:
+        r = self.reader
+        src = ("mask" if self.kind is Kind.mask else
+               f"1-bit {'MINISBLACK' if r.set_is_white else 'MINISWHITE'} image"
+               if self.kind is Kind.bilevel else
+               f"uint{r.bits} {'MINISWHITE ' if r.inverted else ''}image")
+        pol = f" (members: {self.polarity.value})" if self.polarity is not None else ""
+        if self.mask_out:
+            dst = "packed-bit mask (set = member)"
+        elif self.out_packed:
+            dst = f"1-bit {self.photometric.upper()} image"
+        else:
+            dst = f"uint{self.out_bits} image of brightness"
+        how = ""
+        if self.kind is Kind.gray and self.out_packed:
+            how = f", bright = brightness >= {self.threshold}"
+        return f"{src}{pol} -> {dst}{how}"
+
+    # -- per block ----------------------------------------------------------------------------
+    def _pad_mask(self) -> np.uint8:
+        rem = self.width % 8
+        return np.uint8((0xFF << (8 - rem)) & 0xFF) if rem else np.uint8(0xFF)
+
+    def _packed_bright(self, block) -> np.ndarray:
+        """Packed bits, 1 = bright (white)."""
+        r = self.reader
+        if self.kind is Kind.bilevel:
+            return block.copy() if r.set_is_white else self._invert(block)
+        if self.kind is Kind.mask:
+            member = self._packed_member(block)
+            return member if self.polarity is Polarity.bright else self._invert(member)
+        return np.packbits(self._bright_plane(block), axis=1)
+
+    def _bright_plane(self, block) -> np.ndarray:
+        r = self.reader
+        if r.inverted:
+            return block <= ((1 << r.bits) - 1) - self.threshold
+        return block >= self.threshold
+
+    def _packed_member(self, block) -> np.ndarray:
+        """Packed bits, 1 = member (mask inputs, or images under --polarity)."""
+        if self.kind is Kind.mask:
+            return block.copy() if self.reader.packed else np.packbits(block != 0, axis=1)
+        bright = self._packed_bright(block)
+        return bright if self.polarity is Polarity.bright else self._invert(bright)
+
+    def _invert(self, packed) -> np.ndarray:
+        out = np.invert(packed)
+        out[:, -1] &= self._pad_mask()
+        return out
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        if self.mask_out:
+            return self._packed_member(block)
+        if self.out_packed:
+            if self.kind is Kind.bilevel:
+                return block.copy()  # same bits, same photometric
+            if self.kind is Kind.mask:
+                return self._packed_member(block)  # photometric chosen so set = member
+            bright = self._packed_bright(block)
+            return bright if self.photometric == "minisblack" else self._invert(bright)
+        top = (1 << self.out_bits) - 1
+        dtype = np.uint8 if self.out_bits == 8 else np.uint16
+        if self.kind is Kind.gray:
+            r = self.reader
+            values = block.astype(np.uint32)
+            if r.inverted:
+                values = ((1 << r.bits) - 1) - values
+            if r.bits == 16 and self.out_bits == 8:
+                values = values >> 8
+            elif r.bits == 8 and self.out_bits == 16:
+                values = values * 257
+            return values.astype(dtype)
+        bright = np.unpackbits(self._packed_bright(block), axis=1, count=self.width)
+        return (bright * top).astype(dtype)
+
+
+def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
+            compression: str | None = None, segment_rows: int | None = None,
+            polarity: Polarity | str | None = None, threshold: int | None = None,
+            page: int = 0, dataset: str | None = None, out_dataset: str = "mask",
+            allow_external: bool = False, workers: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Re-encode the image ``src`` into ``dst``, streaming row blocks (see the module docstring).
+
+    Parameters
+    ----------
+    src : str or PathLike
+        Input image (TIFF or HDF5), read with :func:`dragon_gpu.io.open_mask`.
+    dst : str or PathLike
+        Output file, written to a temporary name and renamed when complete.
+    fmt : {"tiff", "hdf5"}, optional
+        Output format; default from the suffix of ``dst``.
+    encoding : {"packed", "u8", "u16"}, optional
+        Default: packed for 1-bit and mask inputs, else the input's bit depth.
+    compression : str, optional
+        TIFF: deflate (default), lzw, packbits, zstd, none; HDF5: gzip (default), lzf, lz4,
+        zstd, none.
+    segment_rows : int, optional
+        Rows of a TIFF strip / HDF5 chunk; default about 1 MiB of raw rows.
+    polarity : {"dark", "bright"}, optional
+        Which pixels are a mask's members; needed between masks and images.
+    threshold : int, optional
+        Brightness from which a gray pixel is white (bright) in a 1-bit output.
+    page, dataset, allow_external
+        Which image of ``src`` to read, as in detect.
+    out_dataset : str
+        HDF5 dataset name of the output (``"mask"``).
+
+    Returns
+    -------
+    dict
+        ``input``, ``output``, ``shape``, ``format``, ``encoding``, ``compression``,
+        ``mapping`` (how pixels were mapped, in words), ``input_bytes``, ``output_bytes``,
+        ``seconds``.
+    """
+    from .model import RowRange
+    from .streaming import prefetch
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    fmt = _format_of(dst, fmt)
+    if encoding is not None and encoding not in ENCODINGS:
+        raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise UsageError("the output is the input file; write to another name", dst)
+    start = time.perf_counter()
+    with open_mask(src, page=page, dataset=dataset, allow_external=allow_external) as reader:
+        if encoding is None:
+            encoding = ("packed" if reader.kind is not Kind.gray
+                        else "u8" if reader.bits == 8 else "u16")
+        mapping = _Mapping(reader, fmt, encoding, polarity, threshold, dst)
+        height, width = reader.shape
+        packed = encoding == "packed"
+        dtype = np.uint16 if encoding == "u16" else np.uint8
+        out_row_nbytes = ((width + 7) // 8) if packed else width * np.dtype(dtype).itemsize
+        seg = segment_rows or max(16, min(4096, SEGMENT_NBYTES // out_row_nbytes // 16 * 16))
+        unit = max(seg, reader.row_granularity)
+        in_rows = max(1, BLOCK_NBYTES // max(1, reader.row_nbytes))
+        block_rows = max(unit, in_rows // unit * unit)
+        blocks = [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
+
+        def rows():
+            for _, (block,) in prefetch((reader,), blocks, depth=1):
+                yield mapping(block)
+
+        common = dict(workers=workers, progress=progress)
+        if fmt == "tiff":
+            info = write_tiff(dst, rows(), (height, width), bits=mapping.out_bits,
+                              photometric=mapping.photometric,
+                              compression=compression or "deflate", rows_per_strip=seg, **common)
+        else:
+            info = write_hdf5(dst, rows(), (height, width), packed=packed, dtype=dtype,
+                              dataset=out_dataset, compression=compression or "gzip",
+                              chunk_rows=seg, **common)
+    return {"input": src, "output": dst, "shape": [height, width], "format": fmt,
+            "encoding": encoding, "compression": info["compression"],
+            "segment_rows": info["segment_rows"], "mapping": mapping.text,
+            "input_bytes": os.path.getsize(src), "output_bytes": info["bytes"],
+            "seconds": round(time.perf_counter() - start, 6)}

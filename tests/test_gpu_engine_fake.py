@@ -1,0 +1,199 @@
+"""The CUDA engine's host code, end to end on a stand-in for CuPy (no GPU needed).
+
+``_fake_cupy`` runs the real kernels (built as C++) behind lazy streams, so these tests check the
+engine's rings, events, device split, memory retries and error lines, with counts compared with
+plain NumPy. What only a GPU can check (warp shuffles, real concurrency, speed) is in
+``test_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+import _cuda_emulation as emu
+from _fake_cupy import FakeGpu
+from _gpu_cases import PAIRS, ArrayReader, numpy_counts, random_block
+from dragon_gpu.engines import select_engine
+from dragon_gpu.engines.gpu import CudaEngine, has_gpu, probe_device
+from dragon_gpu.errors import CorruptInputError, GpuError, MemoryBudgetError
+from dragon_gpu.model import RowRange
+
+
+@pytest.fixture(scope="session")
+def kernel_workdir(tmp_path_factory):
+    if emu.compiler() is None:
+        pytest.skip("no C++ compiler to emulate the kernels on the CPU")
+    return tmp_path_factory.mktemp("fake-gpu")
+
+
+@pytest.fixture
+def fake_gpu(kernel_workdir, monkeypatch):
+    gpu = FakeGpu(kernel_workdir, devices=2)
+    gpu.install(monkeypatch)
+    return gpu
+
+
+@pytest.fixture(params=["lazy", "eager-kernels"])
+def any_fake_gpu(request, fake_gpu):
+    """Both schedules of the fake streams: work as late, or kernels as early, as allowed."""
+    fake_gpu.eager_kernels = request.param == "eager-kernels"
+    return fake_gpu
+
+
+def blocks_of(height: int, rows: int) -> list[RowRange]:
+    return [RowRange(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
+def count(engine, body, body_enc, dye, dye_enc, block_rows, progress=None):
+    c = engine.count_pair(ArrayReader(body, body_enc), body_enc, ArrayReader(dye, dye_enc),
+                          dye_enc, blocks_of(body.shape[0], block_rows), progress)
+    return c.body, c.dye, c.dye_in_body
+
+
+def test_probe_runs_a_kernel(fake_gpu):
+    assert has_gpu(0) and has_gpu(1)
+    assert probe_device(2) == "there is no GPU 2 (2 found)"
+
+
+def test_select_engine_names_the_devices(fake_gpu):
+    assert select_engine("auto").name == "cuda:0"
+    assert select_engine("1,0").name == "cuda:1,0"
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}-{p[1]}")
+def test_engine_matches_numpy(any_fake_gpu, pair):
+    rng = np.random.default_rng(sum(map(ord, "".join(pair))) + 1)
+    height, width = 23, 45
+    body, body_enc = random_block(rng, pair[0], height, width)
+    dye, dye_enc = random_block(rng, pair[1], height, width)
+    want = numpy_counts(body, body_enc, dye, dye_enc)
+    engine = CudaEngine([0])
+    for block_rows in (1, 7, height, height + 3):
+        assert count(engine, body, body_enc, dye, dye_enc, block_rows) == want, block_rows
+
+
+def test_two_devices_equal_one(any_fake_gpu):
+    rng = np.random.default_rng(5)
+    height, width = 41, 67
+    body, body_enc = random_block(rng, "u16", height, width)
+    dye, dye_enc = random_block(rng, "packed", height, width)
+    want = numpy_counts(body, body_enc, dye, dye_enc)
+    done = []
+    got = count(CudaEngine([0, 1]), body, body_enc, dye, dye_enc, 5, progress=done.append)
+    assert got == want
+    assert sum(done) == height
+    devices = {device for device, _, _ in any_fake_gpu.launches}
+    assert devices == {0, 1}
+    assert sum(rows for _, _, rows in any_fake_gpu.launches) == height
+
+
+def test_two_devices_split_a_single_block(fake_gpu):
+    rng = np.random.default_rng(6)
+    body, body_enc = random_block(rng, "u8", 9, 30)
+    dye, dye_enc = random_block(rng, "u8", 9, 30)
+    got = count(CudaEngine([0, 1]), body, body_enc, dye, dye_enc, 9)
+    assert got == numpy_counts(body, body_enc, dye, dye_enc)
+    assert sorted((d, rows) for d, _, rows in fake_gpu.launches) == [(0, 5), (1, 4)]
+
+
+def test_every_row_is_read_once(fake_gpu):
+    rng = np.random.default_rng(7)
+    body, body_enc = random_block(rng, "packed", 30, 20)
+    dye, dye_enc = random_block(rng, "u8", 30, 20)
+    readers = ArrayReader(body, body_enc), ArrayReader(dye, dye_enc)
+    CudaEngine([0, 1]).count_pair(readers[0], body_enc, readers[1], dye_enc, blocks_of(30, 4))
+    for reader in readers:
+        rows = sorted(r for start, stop in reader.reads for r in range(start, stop))
+        assert rows == list(range(30))
+
+
+def test_blocks_larger_than_the_device_limit_are_cut(fake_gpu):
+    rng = np.random.default_rng(8)
+    body, body_enc = random_block(rng, "u8", 50, 16)
+    dye, dye_enc = random_block(rng, "u8", 50, 16)
+    engine = CudaEngine([0], max_block_nbytes=32 * 10)  # 10 rows of both inputs
+    assert count(engine, body, body_enc, dye, dye_enc, 50) == numpy_counts(body, body_enc, dye,
+                                                                            dye_enc)
+    assert [rows for _, _, rows in fake_gpu.launches] == [10] * 5
+
+
+def test_out_of_memory_retries_with_smaller_blocks(fake_gpu):
+    rng = np.random.default_rng(9)
+    height, width = 40, 100
+    body, body_enc = random_block(rng, "u16", height, width)
+    dye, dye_enc = random_block(rng, "u8", height, width)
+    # Two slots of (body + dye) rows must fit: 2 * 300 bytes a row; room for 2 x 9 rows.
+    fake_gpu.device_memory = 2 * 9 * 300 + 64
+    got = count(CudaEngine([0]), body, body_enc, dye, dye_enc, height)
+    assert got == numpy_counts(body, body_enc, dye, dye_enc)
+    rows = [r for _, _, r in fake_gpu.launches]
+    assert sum(rows) == height and max(rows) == 5  # 40 -> 20 -> 10 -> 5 rows a block
+
+
+def test_out_of_memory_with_one_row_is_a_clear_error(fake_gpu):
+    rng = np.random.default_rng(10)
+    body, body_enc = random_block(rng, "u8", 4, 1000)
+    dye, dye_enc = random_block(rng, "u8", 4, 1000)
+    fake_gpu.device_memory = 100
+    with pytest.raises(MemoryBudgetError, match="^GPU 0 ran out of memory even with blocks of 1 "
+                                                "row$"):
+        count(CudaEngine([0]), body, body_enc, dye, dye_enc, 4)
+
+
+def test_cuda_error_is_one_clear_line(fake_gpu):
+    rng = np.random.default_rng(11)
+    body, body_enc = random_block(rng, "packed", 8, 64)
+    dye, dye_enc = random_block(rng, "packed", 8, 64)
+    fake_gpu.fail_launch = "count_packed_packed"
+    with pytest.raises(GpuError) as info:
+        count(CudaEngine([0]), body, body_enc, dye, dye_enc, 3)
+    assert str(info.value) == ("GPU 0 failed: CUDARuntimeError: cudaErrorIllegalAddress: an "
+                               "illegal memory access was encountered")
+
+
+@pytest.mark.parametrize("devices", [[0], [0, 1]])
+def test_reader_errors_pass_unchanged(fake_gpu, devices):
+    rng = np.random.default_rng(12)
+    body, body_enc = random_block(rng, "u8", 20, 10)
+    dye, dye_enc = random_block(rng, "u8", 20, 10)
+
+    class Broken(ArrayReader):
+        def read_rows(self, row_start, row_stop, out=None):
+            if row_start >= 12:
+                raise CorruptInputError("segment 3 cannot be decoded", "dye.tif")
+            return super().read_rows(row_start, row_stop, out)
+
+    with pytest.raises(CorruptInputError, match="segment 3"):
+        CudaEngine(devices).count_pair(ArrayReader(body, body_enc), body_enc,
+                                       Broken(dye, dye_enc), dye_enc, blocks_of(20, 4))
+
+
+def test_detect_and_cli_use_the_gpu(fake_gpu, tmp_path):
+    from typer.testing import CliRunner
+
+    from dragon_gpu.cli import app
+    from dragon_gpu.pipeline import detect
+
+    rng = np.random.default_rng(13)
+    body = rng.integers(0, 256, size=(31, 45), dtype=np.uint8)
+    dye = rng.integers(0, 2, size=(31, 45), dtype=np.uint8).astype(bool)
+    tifffile.imwrite(tmp_path / "body.tif", body, rowsperstrip=4)
+    tifffile.imwrite(tmp_path / "dye.tif", dye, photometric="minisblack", rowsperstrip=8)
+    want_body = int((body < 128).sum())
+    want_both = int(((body < 128) & dye).sum())
+    for device in ("0", "0,1"):
+        result = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device=device, block_rows=7)
+        assert result.backend == f"cuda:{device}"
+        assert (result.counts.body, result.counts.dye_in_body, result.counts.dye) == (
+            want_body, want_both, int(dye.sum()))
+    run = CliRunner().invoke(app, ["detect", str(tmp_path / "body.tif"),
+                                   str(tmp_path / "dye.tif"), "--device", "1", "--json",
+                                   "--require-gpu"])
+    assert run.exit_code == 0, run.output
+    got = json.loads(run.stdout)
+    assert got["backend"] == "cuda:1"
+    assert (got["body_pixels"], got["dye_in_body_pixels"]) == (want_body, want_both)

@@ -1,0 +1,70 @@
+"""Ctrl-C during a long command exits 130 with one line on stderr and nothing on stdout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+SIDE = 8192
+
+
+@pytest.fixture(scope="module")
+def big_pair(tmp_path_factory):
+    """An 8k x 8k uncompressed uint8 pair (64 MiB each), written in row slabs."""
+    folder = tmp_path_factory.mktemp("interrupt")
+    row = (np.arange(SIDE) % 256).astype(np.uint8)
+    slab = np.broadcast_to(row, (512, SIDE))
+    paths = []
+    for name in ("body", "dye"):
+        path = folder / f"{name}.h5"
+        with h5py.File(path, "w") as f:
+            ds = f.create_dataset("mask", shape=(SIDE, SIDE), dtype=np.uint8)
+            for r in range(0, SIDE, 512):
+                ds[r:r + 512] = slab
+        paths.append(path)
+    yield paths
+    for path in paths:
+        path.unlink()
+
+
+def _has_open(pid: int, path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # the process is gone, or a descriptor closed meanwhile
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the run start")
+def test_ctrl_c_during_detect_exits_130_with_one_line(big_pair):
+    body, dye = big_pair
+    # One-row blocks make the count take seconds, so the signal lands mid-run.
+    proc = subprocess.Popen([sys.executable, "-m", "dragon_gpu", "detect", str(body), str(dye),
+                             "--device", "cpu", "--block-rows", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        while not _has_open(proc.pid, dye):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - start < 30, "detect did not open its inputs"
+            time.sleep(0.02)
+        time.sleep(0.3)  # both files are open: the count is under way
+        assert proc.poll() is None, "detect finished before it could be interrupted"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.splitlines() == ["dragon-gpu: interrupted"], err
+    assert out == ""
+    assert time.monotonic() - sent < 10  # it stops promptly, it does not finish the count
