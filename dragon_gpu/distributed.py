@@ -29,10 +29,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 from .batching import CRASH_MESSAGE, Emit, Pair, Task, error_record, run_pair, usable_cores
-from .errors import DragonError, EmptyBodyError, GpuUnavailableError, ShapeMismatchError, UsageError
+from .errors import (DragonError, EmptyBodyError, GpuUnavailableError, MemoryBudgetError,
+                     ShapeMismatchError, UsageError)
 from .model import Counts, RowRange
-from .pipeline import (DetectOptions, DetectResult, _options, count_range, coverage_warnings,
-                       encodings, plan_blocks)
+from .pipeline import (DetectOptions, DetectResult, _options, check_unit_memory, count_range,
+                       coverage_warnings, encodings, plan_blocks)
 from .verdict import decide
 
 __all__ = ["DistributedError", "PairPlan", "connect", "count_task", "detect", "plan_pair",
@@ -242,16 +243,17 @@ class PairPlan:
     """What a client needs to split a pair into row ranges, found by a worker."""
 
     shape: tuple[int, int]
-    row_nbytes: int
-    granularities: tuple[int, int]
+    blocks: tuple[RowRange, ...]
     body_rule: str
     dye_rule: str
 
 
 def plan_pair(body_path: str, dye_path: str, options: DetectOptions) -> PairPlan:
-    """Open both inputs (headers only), check they form a pair, and resolve the pixel rules.
+    """Open both inputs (headers only), check them as a local detect does, and plan row blocks.
 
-    Runs on a worker, so the client needs no access to the files.
+    Runs on a worker, so the client needs no access to the files. The checks are those of
+    :func:`dragon_gpu.pipeline.detect` before it reads a pixel: shapes, pixel rules, and the
+    memory budget against the files' strips, tiles and chunks.
     """
     from .io import open_mask
 
@@ -265,8 +267,16 @@ def plan_pair(body_path: str, dye_path: str, options: DetectOptions) -> PairPlan
                 f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye ({dye_path}) is "
                 f"{dye.shape[0]} x {dye.shape[1]}", body_path)
         body_enc, dye_enc = encodings(body, dye, opts)
-        return PairPlan(shape=tuple(body.shape), row_nbytes=body.row_nbytes + dye.row_nbytes,
-                        granularities=(body.row_granularity, dye.row_granularity),
+        for reader in (body, dye):
+            check_unit_memory(reader, opts.memory)
+        try:
+            blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
+                                 (body.row_granularity, dye.row_granularity), opts.memory,
+                                 opts.block_rows)
+        except MemoryBudgetError as exc:  # name the file with the tallest units, as detect does
+            tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
+            raise MemoryBudgetError(exc.problem, tall) from None
+        return PairPlan(shape=tuple(body.shape), blocks=tuple(blocks),
                         body_rule=body_enc.rule.text, dye_rule=dye_enc.rule.text)
 
 
@@ -282,6 +292,40 @@ def count_task(body_path: str, dye_path: str, rows: RowRange,
     """Counts of one row range (:func:`dragon_gpu.pipeline.count_range`) and the worker's engine."""
     return (count_range(body_path, dye_path, rows, options),
             _backend(options.device, options.require_gpu))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A :class:`DragonError` raised on a worker, carried back as plain data.
+
+    Dask ships exceptions through tblib, which cannot rebuild some of ours (a ``MemoryError``
+    subclass refuses its ``__new__``); the client raises the same class and message again.
+    """
+
+    kind: type
+    problem: str
+    path: str | None
+
+    def reraise(self):
+        try:
+            exc = self.kind(self.problem, self.path)
+        except Exception:  # a subclass with another signature: keep the message
+            exc = DragonError(self.problem, self.path)
+        raise exc
+
+
+def _carried(func, *args):
+    try:
+        return func(*args)
+    except DragonError as exc:
+        return _Failed(type(exc), exc.problem, exc.path)
+
+
+def _result(future):
+    value = future.result()
+    if isinstance(value, _Failed):
+        value.reraise()
+    return value
 
 
 def split_rows(blocks: Sequence[RowRange], parts: int) -> list[RowRange]:
@@ -331,19 +375,17 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     start = time.perf_counter()
     with connect(scheduler, workers, opts.device, opts.require_gpu) as (client, device):
         opts = replace(opts, device=device)
-        plan = client.submit(plan_pair, body, dye, opts, pure=False).result()
+        plan = _result(client.submit(_carried, plan_pair, body, dye, opts, pure=False))
         height = plan.shape[0]
-        blocks = plan_blocks(height, plan.row_nbytes, plan.granularities, opts.memory,
-                             opts.block_rows)
-        ranges = split_rows(blocks, TASKS_PER_THREAD * _threads(client)) if blocks else []
-        futures = {client.submit(count_task, body, dye, rows, opts, pure=False): rows
+        ranges = split_rows(plan.blocks, TASKS_PER_THREAD * _threads(client)) if plan.blocks else []
+        futures = {client.submit(_carried, count_task, body, dye, rows, opts, pure=False): rows
                    for rows in ranges}
         total, backends, done = Counts(), set(), 0
         try:
             for future in dd.as_completed(futures, loop=client.loop):
                 rows = futures[future]
                 try:
-                    counts, backend = future.result()
+                    counts, backend = _result(future)
                 except KilledWorker as exc:
                     raise DistributedError(f"rows [{rows.row_start}, {rows.row_stop}) killed "
                                            f"Dask workers repeatedly ({exc}); a crash in a native "

@@ -18,7 +18,8 @@ from batch_helpers import (RUN_KEYS, check_ok, crash_task, without_run_keys,  # 
                            write_pair)
 from dragon_gpu.batching import CRASH_MESSAGE, read_results, run_batch  # noqa: E402
 from dragon_gpu.distributed import connect, detect as dask_detect, split_rows  # noqa: E402
-from dragon_gpu.errors import ShapeMismatchError, UsageError  # noqa: E402
+from dragon_gpu.errors import (DragonError, MemoryBudgetError, ShapeMismatchError,  # noqa: E402
+                               UsageError)
 from dragon_gpu.model import RowRange  # noqa: E402
 from dragon_gpu.pipeline import detect as local_detect, plan_blocks  # noqa: E402
 
@@ -106,8 +107,34 @@ def test_detect_on_a_cluster_reports_bad_input_from_the_workers(cluster, tmp_pat
     b = write_pair(tmp_path, "b", (20, 21), 2)
     with pytest.raises(ShapeMismatchError, match="shapes differ"):
         dask_detect(a["body"], b["dye"], scheduler=cluster)
+    with pytest.raises(MemoryBudgetError) as local:
+        local_detect(a["body"], a["dye"], memory=64)
+    with pytest.raises(MemoryBudgetError) as on_cluster:
+        dask_detect(a["body"], a["dye"], scheduler=cluster, memory=64)
+    assert str(on_cluster.value) == str(local.value)
     with pytest.raises(UsageError, match="--workers applies to --scheduler local"):
         dask_detect(a["body"], a["dye"], scheduler=cluster, workers=2)
+
+
+def test_detect_on_a_cluster_reports_a_corrupt_strip_met_by_one_task(cluster, tmp_path):
+    import numpy as np
+    import tifffile
+
+    a = write_pair(tmp_path, "a", (64, 40), 1)
+    rng = np.random.default_rng(5)
+    tifffile.imwrite(a["dye"], rng.integers(0, 256, (64, 40), dtype=np.uint8), rowsperstrip=8,
+                     compression="zlib")
+    with tifffile.TiffFile(a["dye"]) as tif:  # garble one strip in the middle of the image
+        offset, count = tif.pages[0].dataoffsets[5], tif.pages[0].databytecounts[5]
+    with open(a["dye"], "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * count)
+    with pytest.raises(DragonError) as local:
+        local_detect(a["body"], a["dye"], device="cpu")
+    with pytest.raises(DragonError) as on_cluster:
+        dask_detect(a["body"], a["dye"], scheduler=cluster, block_rows=8)
+    assert type(on_cluster.value) is type(local.value)
+    assert str(on_cluster.value) == str(local.value)
 
 
 def test_cli_detect_scheduler_local_equals_local_detect(tmp_path):
