@@ -5,19 +5,21 @@ It writes a manifest of ``--pairs`` pairs (default 200) of ``--size`` x ``--size
 (default 10,000 x 10,000; packed bits, deflate, 64-row strips, as a microscope's bilevel masks
 would be stored), then runs the same batch in each configuration into a fresh RESULTS.csv, in
 rounds (``--repeats``), and prints a table of medians. Every configuration must report, for every
-pair, the counts computed with NumPy when the pair was drawn, or the script fails.
+pair, the exact counts known when the pair was drawn (the generator's truth, or NumPy on the
+blobs), or the script fails.
 
 Configurations: ``loop`` is the baseline, ``dragon_gpu.detect`` called pair after pair in this
 process (no worker processes, no results file); ``local-N`` is ``dragon-gpu batch --workers N``;
 ``dask-2`` is ``dragon-gpu batch --scheduler local --workers 2``, cluster start-up included.
 
-The pairs are random blobs drawn here (``dragon_gpu.simulate`` was not on main when this was
-written): a body whose radius wobbles with the angle, covering about a third of the image, and
-dye lit in random 64 x 64 squares at a density that varies from pair to pair (so some pairs are
-cancer and some are not), with 2% of its pixels flipped at random. Drawing a 10k x 10k pair costs
-far more than counting it, so only ``--distinct`` pairs are drawn and the manifest names each of
-them several times, through hard links (distinct paths, same bytes; all of it sits in the page
-cache either way).
+The pairs come from ``dragon_gpu.simulate.generate`` (``--generator simulate``, the default
+where it exists: cancer for even seeds, healthy for odd ones) or from this script's own random
+blobs (``--generator blobs``, written before the generator reached main): a body whose radius
+wobbles with the angle, covering about a third of the image, and dye lit in random 64 x 64
+squares at a density that varies from pair to pair, with 2% of its pixels flipped at random.
+Drawing a 10k x 10k pair costs far more than counting it, so only ``--distinct`` pairs are drawn
+and the manifest names each of them several times, through hard links (distinct paths, same
+bytes; all of it sits in the page cache either way).
 
 Usage::
 
@@ -82,13 +84,26 @@ def draw_pair(folder: Path, side: int, seed: int) -> dict:
     return {"body_pixels": n_body, "dye_in_body_pixels": n_both}
 
 
-def make_colony(data: Path, pairs: int, distinct: int, side: int) -> tuple[Path, dict]:
+def simulate_pair(folder: Path, side: int, seed: int) -> dict:
+    """A pair from ``dragon_gpu.simulate`` (1-bit deflate TIFF, 64-row strips), cancer for even
+    seeds and healthy for odd ones; its exact truth comes from the generator."""
+    from dragon_gpu.simulate import generate
+
+    truth = generate(folder, height=side, width=side, seed=seed,
+                     kind="cancer" if seed % 2 == 0 else "healthy", fmt="tiff",
+                     encoding="packed", compression="deflate", rows_per_strip=64)
+    return {k: truth[k] for k in ("body_pixels", "dye_in_body_pixels")}
+
+
+def make_colony(data: Path, pairs: int, distinct: int, side: int,
+                generator: str) -> tuple[Path, dict]:
     """A manifest of ``pairs`` pairs drawn from ``distinct`` generated ones; truth by id."""
     truths, rows = {}, ["id,body,dye"]
     t0 = time.perf_counter()
-    drawn = [draw_pair(data / "drawn" / f"d{k:03d}", side, seed=k) for k in range(distinct)]
-    print(f"drew {distinct} pairs of {side} x {side} in {time.perf_counter() - t0:.1f} s",
-          file=sys.stderr)
+    make = simulate_pair if generator == "simulate" else draw_pair
+    drawn = [make(data / "drawn" / f"d{k:03d}", side, seed=k) for k in range(distinct)]
+    print(f"drew {distinct} pairs of {side} x {side} ({generator}) in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     for i in range(pairs):
         k = i % distinct
         folder = data / "pairs" / f"p{i:04d}"
@@ -140,6 +155,14 @@ def machine() -> str:
     return f"{model}, {len(os.sched_getaffinity(0))} usable cores"
 
 
+def _default_generator() -> str:
+    try:
+        import dragon_gpu.simulate  # noqa: F401
+    except ImportError:
+        return "blobs"
+    return "simulate"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pairs", type=int, default=200, help="pairs in the manifest")
@@ -149,20 +172,25 @@ def main(argv=None):
     ap.add_argument("--data", type=Path, default=Path("/tmp/dragon-bench-batch"),
                     help="where the pairs are written (deleted at the end unless --keep)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds over the configurations")
+    ap.add_argument("--generator", choices=("simulate", "blobs"), default=_default_generator(),
+                    help="dragon_gpu.simulate (default where it exists) or this script's blobs")
     ap.add_argument("--keep", action="store_true", help="keep the generated pairs")
     args = ap.parse_args(argv)
 
     args.data.mkdir(parents=True, exist_ok=True)
     try:
         distinct = min(args.distinct, args.pairs)
-        manifest, truths = make_colony(args.data, args.pairs, distinct, args.size)
+        manifest, truths = make_colony(args.data, args.pairs, distinct, args.size,
+                                       args.generator)
         stored = sum(f.stat().st_size for f in (args.data / "drawn").rglob("*.tif")) / distinct
         print(f"machine: {machine()}")
         print(f"command: python benchmarks/batch.py {' '.join(sys.argv[1:])}")
         cancer = sum(t["dye_in_body_pixels"] * 10 > t["body_pixels"] for t in truths.values())
-        print(f"{args.pairs} pairs of {args.size} x {args.size} 1-bit deflate TIFF "
+        print(f"{args.pairs} pairs of {args.size} x {args.size} 1-bit deflate TIFF from "
+              f"{args.generator} "
               f"({stored / 1e6:.2f} MB a pair on disk, {cancer} cancer), device cpu; every "
-              "row checked against NumPy")
+              "row checked against " + ("the generator's exact truth" if args.generator ==
+                                        "simulate" else "NumPy counts"))
         walls: dict[str, list[float]] = {name: [] for name in args.configs}
         for _ in range(args.repeats):  # alternate, so a busy spell hits every configuration
             for name in args.configs:
