@@ -7,7 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Counts", "Verdict", "decide", "detect", "DetectOptions", "DetectResult"]
+__all__ = ["__version__", "Counts", "Verdict", "decide", "detect", "DetectOptions", "DetectResult",
+           "batch"]
 
 
 def __getattr__(name):
@@ -23,4 +24,8 @@ def __getattr__(name):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "batch":
+        from .batching import batch
+
+        return batch
     raise AttributeError(f"module 'dragon_gpu' has no attribute {name!r}")

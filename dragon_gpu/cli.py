@@ -176,6 +176,17 @@ def detect(
     block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
                                                                 "from --memory and the files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    preview: Optional[Path] = typer.Option(
+        None, "--preview", metavar="PNG", help="Also draw the overlay picture (as dragon-gpu "
+                                               "preview does) from the same pass, into this PNG."),
+    max_side: int = typer.Option(2048, "--max-side", help="Longest side of the --preview "
+                                                          "picture, legend included."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Split the pair into row-range tasks on a Dask cluster: 'local' starts one on "
+                   "this machine, an address (tcp://host:8786) joins a running one. Needs "
+                   "dragon-gpu[dask]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes of --scheduler "
+                                                             "local (default: the usable cores)."),
 ):
     """Count body and dye-in-body pixels of one pair and decide. Exit 0 with a verdict, 2 on bad
     input."""
@@ -186,9 +197,159 @@ def detect(
         threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
         allow_external=allow_external, block_rows=block_rows)
+    if workers is not None and scheduler is None:
+        raise UsageError("--workers needs --scheduler (a local detect runs in one process)")
+    if preview is not None and scheduler is not None:
+        raise UsageError("--preview draws from the local pass; it cannot be combined with "
+                         "--scheduler (run dragon-gpu preview separately)")
+    picture = None
+    if preview is not None:
+        from .preview import DetectPreview
+
+        picture = DetectPreview(preview, max_side=max_side)
     with _ProgressBar("detect", enabled=not quiet) as bar:
-        result = run_detect(body, dye, options, progress=bar.update)
+        if scheduler is None:
+            result = run_detect(body, dye, options, progress=bar.update,
+                                watch=picture.watch if picture else None)
+        else:
+            from .distributed import detect as run_distributed
+
+            result = run_distributed(body, dye, options, scheduler=scheduler, workers=workers,
+                                     progress=bar.update)
+    if picture is not None:
+        drawn = picture.write(result)
+        typer.echo(f"dragon-gpu: wrote {drawn.path} ({drawn.png_shape[1]} x {drawn.png_shape[0]} "
+                   "pixels)", err=True)
     _render_detect(result.to_dict(), as_json)
+
+
+class _BatchProgress:
+    """Pairs done, pairs/s, ETA and the ok/error/cancer tally, on stderr (a terminal only)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress = None
+        self._task = None
+        self.tally = {"ok": 0, "error": 0, "cancer": 0}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.text import Text
+
+            class RateColumn(ProgressColumn):
+                def render(self, task):
+                    speed = task.finished_speed or task.speed
+                    return Text("-- pairs/s" if speed is None else f"{speed:.2f} pairs/s")
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("pairs"), RateColumn(),
+                                      TimeElapsedColumn(), TextColumn("ETA"),
+                                      TimeRemainingColumn(), console=Console(stderr=True),
+                                      transient=True)
+            self._progress.__enter__()
+        return self
+
+    def update(self, record: dict | None, done: int, total: int) -> None:
+        if record is not None:
+            self.tally[record["status"]] = self.tally.get(record["status"], 0) + 1
+            self.tally["cancer"] += bool(record["status"] == "ok" and record["cancer"])
+        if self._progress is None:
+            return
+        description = (f"batch: {self.tally['ok']} ok ({self.tally['cancer']} cancer), "
+                       f"{self.tally['error']} errors")
+        if self._task is None:
+            self._task = self._progress.add_task(description, total=total)
+        self._progress.update(self._task, completed=done, description=description)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def _render_batch(report, as_json: bool) -> None:
+    summary = report.summary()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        rate = summary["pairs_per_second"]
+        lines = [f"batch: {summary['pairs']} pairs: {summary['ok']} ok ({summary['cancer']} "
+                 f"cancer), {summary['errors']} error{'' if summary['errors'] == 1 else 's'}",
+                 f"ran {summary['ran']} pairs in {summary['seconds']:.1f} s"
+                 + (f" ({rate:.2f} pairs/s)" if rate else "")
+                 + (f"; {summary['skipped']} already done were skipped" if summary["skipped"]
+                    else "")]
+        if summary["out"]:
+            lines.append(f"results: {summary['out']}")
+        typer.echo("\n".join(lines))
+    failed = [r for r in report.records if r["status"] == "error"]
+    for record in failed[:10]:
+        typer.echo(f"dragon-gpu: warning: pair {record['id']}: {record['error']}", err=True)
+    if len(failed) > 10:
+        typer.echo(f"dragon-gpu: warning: ... and {len(failed) - 10} more error rows", err=True)
+
+
+@app.command()
+@cli_errors
+def batch(
+    manifest: Path = typer.Argument(..., help="CSV manifest with a header naming body,dye (paths "
+                                              "relative to the manifest's folder) and optionally "
+                                              "id (default: the body path)."),
+    out: Path = typer.Option(..., "--out", "-o", help="RESULTS.csv: one row per pair, appended "
+                                                      "and flushed as pairs finish; pairs already "
+                                                      "ok in it are skipped, so a rerun resumes."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Run pairs on a Dask cluster: 'local' starts one on this machine, an address "
+                   "(tcp://host:8786) joins a running one. Default: local worker processes."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (local pool or "
+                                                             "--scheduler local); default: the "
+                                                             "usable cores."),
+    cutoff: str = typer.Option("0.10", help="Cancer when dye in body > cutoff x body, strictly. "
+                                            "A decimal (0.10) or a percent (10%), read exactly."),
+    device: str = typer.Option("auto", help="auto (GPU 0 if usable, else CPU), cpu, N, or N,M; "
+                                            "with --scheduler local and dask-cuda, the GPUs that "
+                                            "get one worker each."),
+    require_gpu: bool = typer.Option(False, "--require-gpu",
+                                     help="A pair fails instead of falling back to the CPU."),
+    memory: str = typer.Option("1GiB", help="Memory budget of each worker, e.g. 512MiB or 4GiB."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray level splitting dark from bright in 8/16-bit images "
+                   "(default: half the range, 128 for uint8)."),
+    body_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which body pixels are members (default dark; "
+                                         "masks: set)."),
+    dye_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which dye pixels are lit (default bright; "
+                                         "masks: set)."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every dye image."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in every file."),
+    allow_external: bool = typer.Option(
+        False, "--allow-external", help="Let HDF5 follow external links and read external or "
+                                        "virtual storage (refused by default: inputs are "
+                                        "untrusted)."),
+    retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors",
+                                      help="Run again the pairs that have an error row in --out "
+                                           "(default), or keep those rows as they are."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Decide every pair of a manifest, one results row per pair; resumable. Exit 0 when the
+    batch ran (even with error rows), 2 for a bad manifest or options."""
+    from .batching import run_batch
+    from .pipeline import DetectOptions
+
+    options = DetectOptions(
+        cutoff=cutoff, device=device, require_gpu=require_gpu, memory=parse_memory(memory),
+        threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
+        body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
+        allow_external=allow_external)
+    with _BatchProgress(enabled=not quiet) as bar:
+        report = run_batch(manifest, out, options, scheduler=scheduler, workers=workers,
+                           retry_errors=retry_errors, progress=bar.update)
+    _render_batch(report, as_json)
 
 
 @app.command()
@@ -389,6 +550,50 @@ def convert(
                f"{result['compression']}): {result['output_bytes']} bytes from "
                f"{result['input_bytes']} in {result['seconds']:.2f} s\n"
                f"pixels: {result['mapping']}")
+
+
+@app.command()
+@cli_errors
+def preview(
+    body: Path = typer.Argument(..., help="Body image (TIFF or HDF5)."),
+    dye: Path = typer.Argument(..., help="Dye image of the same shape."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="PNG",
+                                help="The PNG to write (written to a temporary name, then "
+                                     "renamed)."),
+    max_side: int = typer.Option(2048, "--max-side", help="Longest side of the picture in "
+                                                          "pixels, legend included (at least "
+                                                          "256)."),
+    cutoff: str = typer.Option("0.10", help="Cutoff of the verdict shown in the legend."),
+    memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
+    threshold: Optional[int] = typer.Option(
+        None, help="Gray level splitting dark from bright in 8/16-bit images (as in detect)."),
+    body_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which body pixels are members (as in detect)."),
+    dye_polarity: Optional[Polarity] = typer.Option(
+        None, case_sensitive=False, help="Override which dye pixels are lit (as in detect)."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
+    page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
+    allow_external: bool = typer.Option(
+        False, "--allow-external", help="Let HDF5 follow external links and read external or "
+                                        "virtual storage."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Draw a downsampled overlay of a pair (body, dye inside it, dye outside it) with a legend
+    and the exact counts, streaming the images."""
+    from .pipeline import DetectOptions
+    from .preview import preview as draw_preview
+
+    options = DetectOptions(
+        cutoff=cutoff, device="cpu", memory=parse_memory(memory), threshold=threshold,
+        body_polarity=body_polarity, dye_polarity=dye_polarity, body_dataset=body_dataset,
+        dye_dataset=dye_dataset, page=page, allow_external=allow_external)
+    with _ProgressBar("preview", enabled=not quiet) as bar:
+        result = draw_preview(body, dye, output, options, max_side=max_side, progress=bar.update)
+    typer.echo(f"wrote {result.path}: {result.png_shape[1]} x {result.png_shape[0]} pixels, one "
+               f"pixel = {result.scale} x {result.scale} image pixels")
+    for line in result.legend:
+        typer.echo(line)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ MAX_BLOCK_NBYTES = 32 << 20
 #: holds up to one more, and a partly used segment per input is cached.
 BLOCK_SHARE = 8
 BODY_WARN_SHARE = Fraction(1, 4)
+#: ``watch(body, body_enc, dye, dye_enc) -> (body, dye)``: see :func:`detect`.
+Watch = Callable[[MaskReader, Encoding, MaskReader, Encoding], tuple[MaskReader, MaskReader]]
 DYE_WARN_SHARE = Fraction(1, 2)
 
 
@@ -150,7 +152,8 @@ def check_unit_memory(reader: MaskReader, memory: int) -> None:
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
-           progress: Callable[[int, int], None] | None = None, **kwargs) -> DetectResult:
+           progress: Callable[[int, int], None] | None = None, *, watch: Watch | None = None,
+           **kwargs) -> DetectResult:
     """Decide one pair: count body and dye-in-body pixels, streaming, and apply the cutoff.
 
     Parameters
@@ -161,6 +164,10 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
         Cutoff, device, memory budget, pixel rules...; keyword arguments override its fields.
     progress : callable, optional
         ``progress(rows_done, rows_total)`` after each block.
+    watch : callable, optional
+        ``watch(body, body_enc, dye, dye_enc) -> (body, dye)``, called once both inputs are open:
+        it returns the readers the engine reads instead, so that something else (the preview)
+        sees every block of the same pass.
 
     Returns
     -------
@@ -174,7 +181,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     """
     opts = _options(options, kwargs)
     start = time.perf_counter()
-    counts, shape, body_rule, dye_rule, backend = _count(body_path, dye_path, opts, None, progress)
+    counts, shape, body_rule, dye_rule, backend = _count(body_path, dye_path, opts, None, progress,
+                                                         watch)
     seconds = time.perf_counter() - start
     verdict = decide(counts, opts.cutoff)
     if counts.body == 0:
@@ -207,7 +215,7 @@ def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
-           progress: Callable[[int, int], None] | None):
+           progress: Callable[[int, int], None] | None, watch: Watch | None = None):
     """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     with ExitStack() as stack:
@@ -239,7 +247,8 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
             if progress is not None:
                 progress(done, total)
 
-        counts = engine.count_pair(body, body_enc, dye, dye_enc, blocks, tick)
+        body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
+        counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
         return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name
 
 

@@ -73,7 +73,7 @@ class Written:
 def write_tiff(path, data: np.ndarray, *, photometric="minisblack", compression=None,
                predictor=None, rowsperstrip=None, tile=None, bigtiff=False,
                byteorder="<") -> Written:
-    """A TIFF written by tifffile: gray (uint8/uint16) or 1-bit (bool array, a True is a set bit)."""
+    """A TIFF written by tifffile: gray (uint8/uint16) or 1-bit (bool: a True is a set bit)."""
     path = Path(path)
     kwargs = {}
     if tile is not None:
@@ -213,7 +213,8 @@ def unpack_rows(rows: np.ndarray, width: int) -> np.ndarray:
 # -- random content --------------------------------------------------------------------------------
 def random_gray(rng, shape, dtype=np.uint8) -> np.ndarray:
     dtype = np.dtype(dtype)
-    values = rng.integers(0, int(np.iinfo(dtype).max) + 1, size=shape, dtype=dtype.newbyteorder("="))
+    native = dtype.newbyteorder("=")
+    values = rng.integers(0, int(np.iinfo(dtype).max) + 1, size=shape, dtype=native)
     return values.astype(dtype)
 
 

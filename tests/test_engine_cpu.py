@@ -167,8 +167,8 @@ def encode(members: np.ndarray, kind: str) -> Input:
                      members, 1)
     # Dark members (value < threshold) in gray images, set members in 0/1 planes.
     if kind == "mask01":
-        return Input(members.astype(np.uint8),
-                     Encoding(False, width, np.dtype(np.uint8), PixelRule(1, True, kind)), members, 1)
+        enc = Encoding(False, width, np.dtype(np.uint8), PixelRule(1, True, kind))
+        return Input(members.astype(np.uint8), enc, members, 1)
     dtype = np.uint8 if kind == "u8" else np.uint16
     thr = 1 << (8 * np.dtype(dtype).itemsize - 1)
     values = np.where(members, thr - 1, thr).astype(dtype)

@@ -38,7 +38,7 @@ def oracle(body: Written, dye: Written, body_polarity=None, dye_polarity=None,
     return Counts(body=int(b.sum()), dye_in_body=int((b & d).sum()), dye=int(d.sum()))
 
 
-# -- every encoding, and mixed pairs -----------------------------------------------------------------
+# -- every encoding, and mixed pairs ---------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("block_rows", [1, 7, "H", "H+3"])
 @pytest.mark.parametrize("name", NAMES)
@@ -67,7 +67,7 @@ def test_planned_blocks_on_mixed_granularities(device, tmp_path, rng):
     assert got.counts == oracle(body, dye)
 
 
-# -- the verdict at the cutoff ----------------------------------------------------------------------
+# -- the verdict at the cutoff ---------------------------------------------------------------------
 def hand_pair(tmp_path, body_pixels: int, dye_in: int, dye_out: int, shape=(20, 20)):
     """A uint8 pair with hand-placed pixels: body dark (0) elsewhere 255; dye bright (255)."""
     n = shape[0] * shape[1]
@@ -150,7 +150,7 @@ def test_json_integers_stay_exact_past_2_to_the_53():
     assert json.loads(text)["dye_in_body_pixels"] == 2**52 + 3
 
 
-# -- bad pairs ---------------------------------------------------------------------------------------
+# -- bad pairs -------------------------------------------------------------------------------------
 def test_empty_body_is_an_error_that_keeps_the_counts(tmp_path):
     body = write_tiff(tmp_path / "b.tif", np.full((8, 9), 255, np.uint8))  # nothing dark
     dye = write_tiff(tmp_path / "d.tif", np.full((8, 9), 255, np.uint8))
@@ -172,7 +172,7 @@ def test_a_bad_cutoff_fails_before_any_file_is_read(tmp_path):
         detect(tmp_path / "missing.tif", tmp_path / "missing.tif", cutoff="ten percent")
 
 
-# -- pixel rules: polarity overrides, threshold, photometric -----------------------------------------
+# -- pixel rules: polarity overrides, threshold, photometric ---------------------------------------
 RULE_CASES = [(None, None, None), ("dark", "bright", None), ("bright", "dark", None),
               ("bright", None, None), (None, "dark", None), (None, None, 1), (None, None, 200),
               ("bright", "dark", 77), ("bright", "dark", 1)]
@@ -228,7 +228,7 @@ def test_rules_are_stated_in_the_result(tmp_path, rng):
     assert "mask" in got["dye_rule"] and "set" in got["dye_rule"]
 
 
-# -- warnings ---------------------------------------------------------------------------------------
+# -- warnings --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, dye, warned", [
     (25, 0, []), (24, 0, ["body"]), (100, 50, []), (100, 51, ["dye"]), (1, 99, ["body", "dye"]),
     (0, 0, []),
@@ -310,9 +310,9 @@ def test_every_strip_is_decoded_once(tmp_path, rng, monkeypatch, block_rows):
     decoded = []
     original = TiffReader.decode_segment
 
-    def spy(self, seg, dest=None):
+    def spy(self, seg, *args, **kwargs):
         decoded.append((self.path, seg.index))
-        return original(self, seg, dest)
+        return original(self, seg, *args, **kwargs)
 
     monkeypatch.setattr(TiffReader, "decode_segment", spy)
     assert run(body, dye, block_rows=block_rows).counts == oracle(body, dye)
@@ -334,7 +334,7 @@ def test_count_range_parts_add_up_to_the_whole(tmp_path, rng):
     assert count_range(body.path, dye.path, RowRange(0, 13), device="cpu") == top
 
 
-# -- choosing the image -------------------------------------------------------------------------------
+# -- choosing the image ----------------------------------------------------------------------------
 def test_tiff_page(tmp_path):
     import tifffile
 

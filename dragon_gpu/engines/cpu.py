@@ -17,8 +17,12 @@ from ..model import Counts, RowRange
 from ..streaming import prefetch
 from .base import Engine, Progress
 
-#: pixels per slice: large enough to amortise NumPy call overhead, small enough to stay in L2.
+#: pixels per slice of planes: large enough to amortise NumPy call overhead, small enough that
+#: the boolean temporaries stay in L2.
 SLICE_PIXELS = 1 << 19
+#: bytes per slice of two packed inputs (8 pixels a byte): the same budget in bytes, so that wide
+#: rows still make slices of many rows rather than thousands of tiny NumPy calls.
+SLICE_PACKED_BYTES = 1 << 19
 
 
 def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: Encoding) -> Counts:
@@ -55,7 +59,10 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     width, rows = body_enc.width, body.shape[0]
     # A plane opposite packed bits is packed first (slice by slice), with its rule applied, so
     # both sides are bits whose "set" may or may not mean member.
-    step = max(1, SLICE_PIXELS // width)
+    if body_enc.packed and dye_enc.packed:
+        step = max(1, SLICE_PACKED_BYTES // -(-width // 8))
+    else:
+        step = max(1, SLICE_PIXELS // width)
     b = d = bd = 0
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
