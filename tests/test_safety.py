@@ -784,6 +784,20 @@ def test_hdf5_chunk_cache_is_the_one_asked_for(tmp_path):
         assert nbytes == reader.chunk_cache_nbytes
 
 
+def test_preview_refuses_a_unit_over_the_budget(tmp_path):
+    pytest.importorskip("PIL")
+    from dragon_gpu.preview import preview
+
+    stream = zlib.compress(bytes(4 << 20), 9) * 300
+    path = tmp_path / "bigtile.tif"
+    path.write_bytes(craft.tiff(16, 16, [stream], tile=(32768, 32768), compression=8))
+    exc, seconds, peak = _fast_and_small(
+        lambda: preview(path, path, tmp_path / "p.png", device="cpu", memory=64 << 20))
+    assert isinstance(exc, MemoryBudgetError), exc
+    assert seconds < FAST and peak < 64 << 20
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_block_rows_over_the_memory_budget(good):
     with pytest.raises(MemoryBudgetError, match="--block-rows"):
         detect(good, good, device="cpu", memory=16 << 20, block_rows=10**9)
