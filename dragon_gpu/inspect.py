@@ -10,6 +10,9 @@ from .io._decode import decode_workers
 
 #: decode about this many bytes to measure the cost.
 SAMPLE_NBYTES = 32 << 20
+#: never sample a file whose smallest decodable unit is larger than this (the default --memory
+#: budget's quarter, as for detect): info must stay cheap on a hostile header too.
+MAX_SAMPLE_UNIT_NBYTES = 256 << 20
 
 
 def describe_file(path, *, dataset=None, page=0, allow_external=False, sample=True) -> dict:
@@ -32,7 +35,11 @@ def describe_file(path, *, dataset=None, page=0, allow_external=False, sample=Tr
         facts["body_rule"] = resolve_rule(reader, "body").text
         facts["dye_rule"] = resolve_rule(reader, "dye").text
         facts["row_granularity"] = reader.row_granularity
-        if sample:
+        if sample and reader.unit_nbytes > MAX_SAMPLE_UNIT_NBYTES:
+            facts["estimated_decode_seconds"] = None
+            facts["decode_estimate_basis"] = (f"not sampled: one strip, tile row or chunk row "
+                                              f"decodes to {reader.unit_nbytes} bytes")
+        elif sample:
             unit = reader.row_granularity
             rows = max(unit, SAMPLE_NBYTES // max(1, reader.row_nbytes) // unit * unit)
             rows = min(rows, reader.height)

@@ -385,7 +385,7 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         Sizes of the picture and the exact counts of the pair (an empty body is drawn, not
         refused: the picture is how one finds out why).
     """
-    from .pipeline import _options, encodings, plan_blocks
+    from .pipeline import _options, check_unit_memory, encodings, plan_blocks
     from .streaming import prefetch
 
     require_pillow()
@@ -404,6 +404,8 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         body_enc, dye_enc = encodings(body, dye, opts)
         layout = plan_layout(body.shape, max_side)
         overlay = Overlay(body.shape, body_enc, dye_enc, layout.scale)
+        for reader in (body, dye):  # a unit that cannot fit the budget is refused unread
+            check_unit_memory(reader, opts.memory)
         blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
                              (body.row_granularity, dye.row_granularity), opts.memory,
                              opts.block_rows)

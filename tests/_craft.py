@@ -121,7 +121,8 @@ def valid_tiffs(tmp_path) -> dict[str, "np.ndarray"]:
         if dtype is bool:
             image = rng.random((height, width)) < 0.4
         else:
-            image = rng.integers(0, np.iinfo(dtype).max, (height, width), dtype=dtype, endpoint=True)
+            image = rng.integers(0, np.iinfo(dtype).max, (height, width), dtype=dtype,
+                                 endpoint=True)
         path = tmp_path / f"{name}.tif"
         tifffile.imwrite(path, image, photometric="minisblack", **kwargs)
         made[str(path)] = image
@@ -146,7 +147,8 @@ def valid_hdf5(tmp_path) -> dict[str, "np.ndarray"]:
         if dtype is bool:
             image = rng.random((height, width)) < 0.5
         else:
-            image = rng.integers(0, np.iinfo(dtype).max, (height, width), dtype=dtype, endpoint=True)
+            image = rng.integers(0, np.iinfo(dtype).max, (height, width), dtype=dtype,
+                                 endpoint=True)
         path = tmp_path / f"{name}.h5"
         with h5py.File(path, "w") as f:
             f.create_dataset("mask", data=image, **kwargs)

@@ -189,6 +189,24 @@ def _tiff_body(path: str) -> np.ndarray | None:
     return brightness < (1 << (bits - 1))
 
 
+def _index_consistent(ds) -> bool:
+    """Whether HDF5 finds, by lookup, every chunk its index iteration lists.
+
+    A damaged B-tree key (an offset in the element dimension, which the iteration does not
+    report) makes HDF5's own reads treat a stored chunk as missing and return the fill value,
+    while the iteration and ``get_chunk_info_by_coord`` still report the chunk: h5py then
+    disagrees with itself, and its ``ds[()]`` is no reference.
+    """
+    offsets = []
+    ds.id.chunk_iter(lambda info: offsets.append(info.chunk_offset))
+    try:
+        for offset in offsets:
+            ds.id.read_direct_chunk(offset)
+    except Exception:
+        return False
+    return True
+
+
 def _hdf5_pixels(path: str) -> np.ndarray | None:
     import h5py
 
@@ -198,6 +216,8 @@ def _hdf5_pixels(path: str) -> np.ndarray | None:
             return None
         ds = f[names[0]]
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or ds.is_virtual or ds.external:
+            return None
+        if ds.chunks and not _index_consistent(ds):
             return None
         pixels = ds[()]
     if pixels.dtype != bool and (pixels.dtype.kind != "u" or pixels.dtype.itemsize not in (1, 2)):

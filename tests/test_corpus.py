@@ -44,3 +44,15 @@ def test_corpus_file(path):
     got = json.loads(result.stdout)
     assert (got["body_pixels"], got["dye_in_body_pixels"], got["dye_pixels"]) == (
         int(body.sum()), int((body & dye).sum()), int(dye.sum()))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_corpus_file_info(path):
+    # info reads the same structure (and samples rows): refused cleanly or described.
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["info", str(path), "--json"])
+    assert time.perf_counter() - t0 < 10
+    assert result.exit_code in (0, 2), (result.exit_code, result.output)
+    if result.exit_code == 2:
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"dragon-gpu: error: {path}: "), lines

@@ -1,4 +1,5 @@
-"""Ctrl-C during a long command exits 130 with one line on stderr and nothing on stdout."""
+"""Ctrl-C during a long command exits 130 with one line on stderr and nothing on stdout; a
+command that writes files leaves nothing under their final names, nor its temporary files."""
 
 from __future__ import annotations
 
@@ -68,3 +69,49 @@ def test_ctrl_c_during_detect_exits_130_with_one_line(big_pair):
     assert err.splitlines() == ["dragon-gpu: interrupted"], err
     assert out == ""
     assert time.monotonic() - sent < 10  # it stops promptly, it does not finish the count
+
+
+def _interrupt_when_writing(args, folder, settle=0.0):
+    """Start ``dragon-gpu ARGS``, send SIGINT once a temporary ``.part`` file shows in ``folder``
+    (after ``settle`` seconds); returns (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dragon_gpu", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        while not (folder.is_dir() and any(p.name.endswith(".part") for p in folder.iterdir())):
+            assert proc.poll() is None, ("finished before writing was seen", proc.communicate())
+            assert time.monotonic() - start < 60, "no temporary file appeared"
+            time.sleep(0.002)
+        time.sleep(settle)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_during_generate_leaves_no_file(tmp_path):
+    outdir = tmp_path / "pair"
+    # One-row strips make an 8k pair take seconds to write.
+    code, out, err = _interrupt_when_writing(
+        ["generate", outdir, "--size", SIDE, "--rows-per-strip", 1, "--quiet"], outdir, 0.3)
+    assert code == 130, (code, err)
+    assert err.splitlines() == ["dragon-gpu: interrupted"], err
+    assert out == ""
+    assert sorted(p.name for p in outdir.iterdir()) == []  # no body, dye, truth, nor .part
+
+
+def test_ctrl_c_during_convert_leaves_no_file(big_pair, tmp_path):
+    body, _dye = big_pair
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, out, err = _interrupt_when_writing(
+        ["convert", body, folder / "body.tif", "--rows-per-strip", 1, "--compression", "lzw",
+         "--quiet"], folder)
+    assert code == 130, (code, err)
+    assert err.splitlines() == ["dragon-gpu: interrupted"], err
+    assert out == ""
+    assert sorted(p.name for p in folder.iterdir()) == []

@@ -99,8 +99,8 @@ class TiffReader(SegmentedReader):
         sampleformat = int(p.sampleformat)
         if bits not in (1, 8, 16) or sampleformat != 1:
             kind = {1: "unsigned", 2: "signed integer", 3: "floating point",
-                    6: "complex floating point"}.get(sampleformat,
-                                                      _enum_name(tifffile.SAMPLEFORMAT, sampleformat))
+                    6: "complex floating point"}.get(sampleformat)
+            kind = kind or _enum_name(tifffile.SAMPLEFORMAT, sampleformat)
             raise UnsupportedInputError(
                 f"has {bits}-bit {kind} samples; expected 1-bit, uint8 or uint16", where)
         photometric = int(p.photometric)
@@ -165,8 +165,8 @@ class TiffReader(SegmentedReader):
         if need and ends.max() > size:
             bad = int(np.argmax(ends > size))
             raise CorruptInputError(
-                f"is truncated: {self._unit_name} {bad} ends at byte {int(ends[bad])}, the file has "
-                f"{size} bytes", where)
+                f"is truncated: {self._unit_name} {bad} ends at byte {int(ends[bad])}, the file "
+                f"has {size} bytes", where)
         self._check_declared_size(code)
         self.row_granularity = self._seg_rows
         self._bigtiff = self._tif.is_bigtiff
@@ -331,13 +331,13 @@ def walk_ifds(path: str) -> list[int]:
         while offset:
             index = len(seen)
             if offset in seen:
-                raise CorruptInputError(f"its pages form a loop: IFD {index - 1} points back to IFD "
-                                        f"{seen[offset]} at byte {offset}", path)
+                raise CorruptInputError(f"its pages form a loop: IFD {index - 1} points back to "
+                                        f"IFD {seen[offset]} at byte {offset}", path)
             if index >= MAX_PAGES:
                 raise UnsupportedInputError(f"has more than {MAX_PAGES} pages", path)
             if offset < header or offset + count_size > size:
-                raise CorruptInputError(f"IFD {index} would start at byte {offset}, outside the file "
-                                        f"({size} bytes)", path)
+                raise CorruptInputError(f"IFD {index} would start at byte {offset}, outside the "
+                                        f"file ({size} bytes)", path)
             fh.seek(offset)
             tags = struct.unpack(order + count_fmt, fh.read(count_size))[0]
             end = offset + count_size + tags * entry_size + offset_size
@@ -395,7 +395,7 @@ def strict_tifffile():
 
 
 def _tidy(message: str) -> str:
-    """A tifffile log message without object reprs: ``<tifffile.TiffTag 273 @26>`` -> ``tag 273``."""
+    """A tifffile log message without object reprs (``<tifffile.TiffTag 273 @26>``: ``tag 273``)."""
     message = re.sub(r"<(?:tifffile\.)?TiffTag (\d+) @\d+>", r"tag \1", message)
     message = re.sub(r"<(?:tifffile\.)?TiffPage (\d+) @\d+>", r"page \1", message)
     message = re.sub(r"<(?:tifffile\.)?\w+ '[^']*'>", "file", message)
