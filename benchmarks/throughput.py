@@ -275,9 +275,9 @@ def main(argv=None):
               "x faster than naive | x floor |")
         print("|---|---|---|---|---|---|")
         for m in args.methods:
-            speedup = med["naive"] / med[m] if "naive" in med else float("nan")
+            speedup = f"{med['naive'] / med[m]:.2f}" if "naive" in med else "-"
             print(f"| {m} | {med[m]:.3f} | {pixels / med[m] / 1e9:.2f} | {rss[m] / 2**20:.0f} | "
-                  f"{speedup:.2f} | {med[m] / floor:.2f} |")
+                  f"{speedup} | {med[m] / floor:.2f} |")
     if args.clean and not args.body:
         for name in pairs:
             shutil.rmtree(args.data / name, ignore_errors=True)

@@ -29,11 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 from .batching import CRASH_MESSAGE, Emit, Pair, Task, error_record, run_pair, usable_cores
-from .errors import (DragonError, EmptyBodyError, GpuUnavailableError, MemoryBudgetError,
-                     ShapeMismatchError, UsageError)
+from .errors import DragonError, EmptyBodyError, GpuUnavailableError, UsageError
 from .model import Counts, RowRange
-from .pipeline import (DetectOptions, DetectResult, _options, check_unit_memory, count_range,
-                       coverage_warnings, encodings, plan_blocks)
+from .pipeline import DetectOptions, DetectResult, _options, count_range, coverage_warnings, open_pair
 from .verdict import decide
 
 __all__ = ["DistributedError", "PairPlan", "connect", "count_task", "detect", "plan_pair",
@@ -255,27 +253,8 @@ def plan_pair(body_path: str, dye_path: str, options: DetectOptions) -> PairPlan
     :func:`dragon_gpu.pipeline.detect` before it reads a pixel: shapes, pixel rules, and the
     memory budget against the files' strips, tiles and chunks.
     """
-    from .io import open_mask
-
-    opts = options
-    with open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
-                   allow_external=opts.allow_external) as body, \
-            open_mask(dye_path, page=opts.page, dataset=opts.dye_dataset,
-                      allow_external=opts.allow_external) as dye:
-        if body.shape != dye.shape:
-            raise ShapeMismatchError(
-                f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye ({dye_path}) is "
-                f"{dye.shape[0]} x {dye.shape[1]}", body_path)
-        body_enc, dye_enc = encodings(body, dye, opts)
-        for reader in (body, dye):
-            check_unit_memory(reader, opts.memory)
-        try:
-            blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
-                                 (body.row_granularity, dye.row_granularity), opts.memory,
-                                 opts.block_rows)
-        except MemoryBudgetError as exc:  # name the file with the tallest units, as detect does
-            tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
-            raise MemoryBudgetError(exc.problem, tall) from None
+    with open_pair(body_path, dye_path, options) as pair:
+        body, blocks, body_enc, dye_enc = pair.body, pair.blocks, pair.body_enc, pair.dye_enc
         return PairPlan(shape=tuple(body.shape), blocks=tuple(blocks),
                         body_rule=body_enc.rule.text, dye_rule=dye_enc.rule.text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable
@@ -214,10 +214,25 @@ def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
     return opts
 
 
-def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
-           progress: Callable[[int, int], None] | None, watch: Watch | None = None):
-    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
-    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+@dataclass(frozen=True)
+class OpenPair:
+    """Both readers of a pair, checked against each other, with their encodings and block plan."""
+
+    body: MaskReader
+    dye: MaskReader
+    body_enc: Encoding
+    dye_enc: Encoding
+    blocks: list[RowRange]
+
+
+@contextmanager
+def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = None):
+    """Open both inputs and do every check that comes before reading a pixel.
+
+    Shapes must match, the pixel rules must resolve, and each file's strip, tile or chunk rows
+    must fit the memory budget; then the blocks are planned. Every driver (local detect, preview,
+    the Dask planner) goes through here, so they refuse the same inputs with the same messages.
+    """
     with ExitStack() as stack:
         body = stack.enter_context(open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
                                              allow_external=opts.allow_external))
@@ -238,6 +253,16 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
             # Name the file whose strips/tiles/chunks are too tall, as every input error does.
             tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
             raise MemoryBudgetError(exc.problem, os.fspath(tall)) from None
+        yield OpenPair(body, dye, body_enc, dye_enc, blocks)
+
+
+def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
+           progress: Callable[[int, int], None] | None, watch: Watch | None = None):
+    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
+    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    with open_pair(body_path, dye_path, opts, rows) as pair:
+        body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
+                                                pair.dye_enc, pair.blocks)
         total = sum(b.rows for b in blocks)
         done = 0
 

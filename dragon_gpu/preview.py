@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .errors import ShapeMismatchError, UsageError
-from .io import Encoding, MaskReader, open_mask
+from .errors import UsageError
+from .io import Encoding, MaskReader
 from .model import Counts
 from .verdict import decide
 
@@ -385,30 +384,17 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         Sizes of the picture and the exact counts of the pair (an empty body is drawn, not
         refused: the picture is how one finds out why).
     """
-    from .pipeline import _options, check_unit_memory, encodings, plan_blocks
+    from .pipeline import _options, open_pair
     from .streaming import prefetch
 
     require_pillow()
     opts = _options(options, kwargs)
     plan_layout((1, 1), max_side)
     check_output(Path(os.fspath(png_path)))
-    with ExitStack() as stack:
-        body = stack.enter_context(open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
-                                             allow_external=opts.allow_external))
-        dye = stack.enter_context(open_mask(dye_path, page=opts.page, dataset=opts.dye_dataset,
-                                            allow_external=opts.allow_external))
-        if body.shape != dye.shape:
-            raise ShapeMismatchError(
-                f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye "
-                f"({os.fspath(dye_path)}) is {dye.shape[0]} x {dye.shape[1]}", os.fspath(body_path))
-        body_enc, dye_enc = encodings(body, dye, opts)
+    with open_pair(body_path, dye_path, opts) as pair:
+        body, dye, blocks = pair.body, pair.dye, pair.blocks
         layout = plan_layout(body.shape, max_side)
-        overlay = Overlay(body.shape, body_enc, dye_enc, layout.scale)
-        for reader in (body, dye):  # a unit that cannot fit the budget is refused unread
-            check_unit_memory(reader, opts.memory)
-        blocks = plan_blocks(body.height, body.row_nbytes + dye.row_nbytes,
-                             (body.row_granularity, dye.row_granularity), opts.memory,
-                             opts.block_rows)
+        overlay = Overlay(body.shape, pair.body_enc, pair.dye_enc, layout.scale)
         done = 0
         for rows, (b, d) in prefetch((body, dye), blocks):
             overlay.add_rows(rows.row_start, b, d)

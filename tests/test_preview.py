@@ -15,6 +15,7 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from dragon_gpu import preview as preview_mod  # noqa: E402
+from dragon_gpu import pipeline as pipeline_mod  # noqa: E402
 from dragon_gpu.cli import app  # noqa: E402
 from dragon_gpu.errors import UsageError  # noqa: E402
 from dragon_gpu.io.base import Encoding, Kind, MaskReader, PixelRule  # noqa: E402
@@ -289,7 +290,7 @@ class _Stripes(MaskReader):
 def test_memory_stays_bounded(tmp_path, monkeypatch):
     """8000 x 8000 pixels: 64 MB a mask if ever unpacked; the preview must stay far below."""
     height = width = 8000
-    monkeypatch.setattr(preview_mod, "open_mask", lambda path, **kw: _Stripes(height, width))
+    monkeypatch.setattr(pipeline_mod, "open_mask", lambda path, **kw: _Stripes(height, width))
     tracemalloc.start()
     try:
         got = preview("body", "dye", tmp_path / "p.png", max_side=512, memory=16 << 20)

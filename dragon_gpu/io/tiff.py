@@ -19,7 +19,7 @@ import numpy as np
 import tifffile
 
 from ..errors import CorruptInputError, InputError, UnsupportedInputError
-from ._decode import TIFF_DECODERS, decode_pool, pread_exact
+from ._decode import TIFF_DECODERS, pread_exact
 from ._segments import Segment, SegmentedReader
 from .base import Kind
 
