@@ -250,7 +250,7 @@ class TiffReader(SegmentedReader):
         per_row = seg.cols
         need = rows * per_row * self._file_dtype.itemsize
         # Whole strips decode straight into the block (no scratch copy) unless bits need reversing.
-        direct = dest is not None and self._fillorder != 2 and dest.nbytes == need
+        direct = dest is not None and dest.nbytes == need
         target = dest.reshape(-1).view(np.uint8) if direct else None
         count = int(self._counts[seg.index])
         try:
@@ -259,9 +259,15 @@ class TiffReader(SegmentedReader):
                     raise EOFError(f"uncompressed segment holds {count} bytes, not {need}")
                 buf = pread_exact(self._fd, int(self._offsets[seg.index]), need,
                                   target if direct else self.scratch(need, "raw"))
+                if self._fillorder == 2:
+                    np.take(_REVERSE_BITS, buf, out=buf)
             else:
                 raw = pread_exact(self._fd, int(self._offsets[seg.index]), count,
                                   self.scratch(count, "raw"))
+                if self._fillorder == 2:
+                    # FillOrder applies to the stored bytes (as libtiff and tifffile read it),
+                    # so they are reversed before decompression, at every bit depth.
+                    np.take(_REVERSE_BITS, raw, out=raw)
                 buf = _as_bytes_array(self._decoder(raw, out=target if direct
                                                     else self.scratch(need)))
         except Exception as exc:
@@ -273,8 +279,6 @@ class TiffReader(SegmentedReader):
                 self.path)
         data = buf[:need].view(self._file_dtype).reshape(rows, per_row)
         if self.packed:
-            if self._fillorder == 2:
-                data = np.take(_REVERSE_BITS, data, out=self.scratch(need, "b").reshape(data.shape))
             return dest if direct else data
         if self._file_dtype != self.dtype:
             if direct:
