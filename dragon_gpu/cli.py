@@ -530,6 +530,9 @@ def convert(
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) of the input."),
     allow_external: bool = typer.Option(False, "--allow-external",
                                         help="Let an HDF5 input follow external links/storage."),
+    memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB; a "
+                                            "file whose strips cannot be decoded within it is "
+                                            "refused."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
@@ -542,7 +545,7 @@ def convert(
                              compression=compression, segment_rows=rows_per_strip,
                              polarity=polarity, threshold=threshold, page=page, dataset=dataset,
                              out_dataset=out_dataset, allow_external=allow_external,
-                             progress=bar.update)
+                             memory=parse_memory(memory), progress=bar.update)
     if as_json:
         typer.echo(json.dumps(result))
         return

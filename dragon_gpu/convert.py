@@ -150,24 +150,29 @@ class _Mapping:
         top = (1 << self.out_bits) - 1
         dtype = np.uint8 if self.out_bits == 8 else np.uint16
         if self.kind is Kind.gray:
+            # In the input's own dtype (no wider temporary); always a new array, since the
+            # block's buffer is reused for the next block while the writer may still hold this.
             r = self.reader
-            values = block.astype(np.uint32)
-            if r.inverted:
-                values = ((1 << r.bits) - 1) - values
+            values = (np.subtract((1 << r.bits) - 1, block, dtype=block.dtype) if r.inverted
+                      else block)
             if r.bits == 16 and self.out_bits == 8:
-                values = values >> 8
-            elif r.bits == 8 and self.out_bits == 16:
-                values = values * 257
-            return values.astype(dtype)
+                return (values >> 8).astype(np.uint8)
+            if r.bits == 8 and self.out_bits == 16:
+                out = values.astype(np.uint16)
+                out *= 257
+                return out
+            return values.astype(dtype, copy=values is block)
         bright = np.unpackbits(self._packed_bright(block), axis=1, count=self.width)
-        return (bright * top).astype(dtype)
+        out = bright.astype(dtype)
+        out *= dtype(top)
+        return out
 
 
 def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
             compression: str | None = None, segment_rows: int | None = None,
             polarity: Polarity | str | None = None, threshold: int | None = None,
             page: int = 0, dataset: str | None = None, out_dataset: str = "mask",
-            allow_external: bool = False, workers: int | None = None,
+            allow_external: bool = False, workers: int | None = None, memory: int = 1 << 30,
             progress: Callable[[int, int], None] | None = None) -> dict:
     """Re-encode the image ``src`` into ``dst``, streaming row blocks (see the module docstring).
 
@@ -192,6 +197,10 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         Brightness from which a gray pixel is white (bright) in a 1-bit output.
     page, dataset, allow_external
         Which image of ``src`` to read, as in detect.
+    memory : int
+        Memory budget in bytes, as detect's ``--memory``: a file whose strips, tiles or chunks
+        cannot be decoded within it is refused before anything is read, and blocks are sized
+        from it.
     out_dataset : str
         HDF5 dataset name of the output (``"mask"``).
 
@@ -203,6 +212,7 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         ``seconds``.
     """
     from .model import RowRange
+    from .pipeline import check_unit_memory
     from .streaming import prefetch
 
     src, dst = os.fspath(src), os.fspath(dst)
@@ -223,7 +233,8 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         out_row_nbytes = ((width + 7) // 8) if packed else width * np.dtype(dtype).itemsize
         seg = segment_rows or max(16, min(4096, SEGMENT_NBYTES // out_row_nbytes // 16 * 16))
         unit = max(seg, reader.row_granularity)
-        in_rows = max(1, BLOCK_NBYTES // max(1, reader.row_nbytes))
+        check_unit_memory(reader, memory)
+        in_rows = max(1, min(BLOCK_NBYTES, memory // 8) // max(1, reader.row_nbytes))
         block_rows = max(unit, in_rows // unit * unit)
         blocks = [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
 

@@ -170,3 +170,31 @@ def test_cli_convert(pair, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"dragon-gpu: error: {tmp_path / 'dye2.h5'}: ")
     assert proc.stderr.count("\n") == 1
+
+
+def test_bilevel_to_u16_maps_white_to_the_top_value(tmp_path):
+    import tifffile
+
+    from dragon_gpu.convert import convert
+
+    mask = np.random.default_rng(3).random((45, 203)) < 0.4
+    src = tmp_path / "bi.tif"
+    tifffile.imwrite(src, mask, photometric="minisblack", compression="zlib", rowsperstrip=16)
+    convert(src, tmp_path / "x16.tif", encoding="u16")
+    got = tifffile.imread(tmp_path / "x16.tif")
+    assert got.dtype == np.uint16
+    assert np.array_equal(got, np.where(mask, 65535, 0))
+
+
+def test_convert_refuses_a_strip_over_the_memory_budget(tmp_path):
+    import tifffile
+
+    from dragon_gpu.convert import convert
+    from dragon_gpu.errors import MemoryBudgetError
+
+    src = tmp_path / "one-strip.tif"
+    tifffile.imwrite(src, np.zeros((3000, 3000), np.uint8), rowsperstrip=3000,
+                     compression="zlib")  # one strip of 9 MB: over a quarter of 16 MiB
+    with pytest.raises(MemoryBudgetError, match="memory budget"):
+        convert(src, tmp_path / "out.tif", memory=16 << 20)
+    assert list(tmp_path.iterdir()) == [src]
