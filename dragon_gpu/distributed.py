@@ -340,9 +340,9 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     Returns
     -------
     DetectResult
-        The same result as a local detect, but ``backend`` is ``"dask:"`` followed by the
-        workers' engines joined with ``+`` (``"dask:cpu"``, ``"dask:cuda:0"``...) and
-        ``seconds`` is the wall time of the whole run.
+        The same result as a local detect, but ``backend`` is the engine the workers used
+        (``"cpu"`` or ``"cuda:0"``, as the SPEC allows; the engines joined with ``+`` only on a
+        cluster that mixes them) and ``seconds`` is the wall time of the whole run.
     """
     dd = _dask()
     from distributed import KilledWorker
@@ -385,6 +385,6 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=plan.shape,
         verdict=decide(total, opts.cutoff),
-        backend="dask:" + ("+".join(sorted(backends)) or "none"), seconds=seconds,
+        backend="+".join(sorted(backends)) or "none", seconds=seconds,
         body_rule=plan.body_rule, dye_rule=plan.dye_rule,
         warnings=coverage_warnings(total, plan.shape))

@@ -97,7 +97,7 @@ def test_detect_on_a_cluster_equals_local_detect(cluster, tmp_path, fmt, shape, 
         assert len(ticks) == min(8, -(-shape[0] // block_rows))
     assert ticks[-1] == (shape[0], shape[0])
     local = local_detect(truth["body"], truth["dye"], device="cpu").to_dict()
-    assert on_cluster["backend"] == "dask:cpu"
+    assert on_cluster["backend"] == "cpu"
     assert without_run_keys(on_cluster) == without_run_keys(local)
     check_ok({"status": "ok", "error": None, **on_cluster}, truth)
 
@@ -147,7 +147,7 @@ def test_cli_detect_scheduler_local_equals_local_detect(tmp_path):
     local = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert on_cluster.returncode == 0, on_cluster.stderr
     got, want = json.loads(on_cluster.stdout), json.loads(local.stdout)
-    assert got["backend"] == "dask:cpu"
+    assert got["backend"] == "cpu"
     assert {k: v for k, v in got.items() if k not in RUN_KEYS} == {
         k: v for k, v in want.items() if k not in RUN_KEYS}
     assert got["body_pixels"] == truth["body_pixels"]
