@@ -22,6 +22,7 @@ set bit is a member (MINISWHITE for dark members, MINISBLACK for bright ones), l
 from __future__ import annotations
 
 import os
+from contextlib import closing
 import time
 from typing import Callable
 
@@ -239,8 +240,9 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         blocks = [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
 
         def rows():
-            for _, (block,) in prefetch((reader,), blocks, depth=1):
-                yield mapping(block)
+            with closing(prefetch((reader,), blocks, depth=1)) as ring:
+                for _, (block,) in ring:
+                    yield mapping(block)
 
         common = dict(workers=workers, progress=progress)
         if fmt == "tiff":

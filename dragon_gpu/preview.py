@@ -19,6 +19,7 @@ and imported only here, when a preview is asked for.
 from __future__ import annotations
 
 import os
+from contextlib import closing
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,11 +397,12 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         layout = plan_layout(body.shape, max_side)
         overlay = Overlay(body.shape, pair.body_enc, pair.dye_enc, layout.scale)
         done = 0
-        for rows, (b, d) in prefetch((body, dye), blocks):
-            overlay.add_rows(rows.row_start, b, d)
-            done += rows.rows
-            if progress is not None:
-                progress(done, body.height)
+        with closing(prefetch((body, dye), blocks)) as ring:
+            for rows, (b, d) in ring:
+                overlay.add_rows(rows.row_start, b, d)
+                done += rows.rows
+                if progress is not None:
+                    progress(done, body.height)
     return _write(Path(os.fspath(png_path)), overlay, layout, os.fspath(body_path),
                   os.fspath(dye_path), opts.cutoff, None)
 

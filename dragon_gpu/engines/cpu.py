@@ -8,6 +8,7 @@ the CPU cache and no full-size temporary is ever allocated.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Sequence
 
 import numpy as np
@@ -153,8 +154,12 @@ class CpuEngine(Engine):
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
         total = Counts()
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="dragon-count") as pool:
-            for rows, (b, d) in prefetch((body, dye), blocks, depth=self.prefetch_depth):
+        # closing(): an error in a block stops the read-ahead thread and frees the ring at once,
+        # not whenever the suspended generator is collected.
+        ring = prefetch((body, dye), blocks, depth=self.prefetch_depth)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="dragon-count") as pool, \
+                closing(ring):
+            for rows, (b, d) in ring:
                 cuts = np.linspace(0, rows.rows, self.threads + 1).astype(int)
                 parts = [pool.submit(count_block, b[lo:hi], body_enc, d[lo:hi], dye_enc)
                          for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
