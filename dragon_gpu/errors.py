@@ -8,6 +8,12 @@ callers can catch ``ValueError`` or ``OSError`` as they would with any other lib
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for errors that must fit one stderr line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class DragonError(Exception):
     """Base class of every error caused by the input or the request, not by a bug.
 

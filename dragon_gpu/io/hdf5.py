@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from ..errors import one_line as _why
 from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
 from . import _hdf5_chunks
 from ._decode import pread_exact
@@ -513,7 +514,3 @@ def _dtype_name(dtype: np.dtype) -> str:
             "O": "object", "V": "opaque"}.get(dtype.kind)
     return f"{kind} ({dtype})" if kind else str(dtype)
 
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

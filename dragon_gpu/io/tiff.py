@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import tifffile
 
+from ..errors import one_line as _why
 from ..errors import CorruptInputError, InputError, UnsupportedInputError
 from ._decode import TIFF_DECODERS, pread_exact
 from ._segments import Segment, SegmentedReader
@@ -70,10 +71,10 @@ class TiffReader(SegmentedReader):
         self._tif = tif
         try:
             self._open_page(page)
+            self._fd = os.open(self.path, os.O_RDONLY)
         except BaseException:
             self._tif.close()
             raise
-        self._fd = os.open(self.path, os.O_RDONLY)
 
     def _open_page(self, page: int) -> None:
         try:
@@ -411,10 +412,6 @@ def _as_bytes_array(decoded) -> np.ndarray:
         return decoded.reshape(-1).view(np.uint8)
     return np.frombuffer(decoded, dtype=np.uint8)
 
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _enum_name(enum, code: int) -> str:

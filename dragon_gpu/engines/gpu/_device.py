@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from ...errors import GpuError, MemoryBudgetError
+from ...errors import GpuError, MemoryBudgetError, one_line
 
 #: the probe kernel's result: 64 threads each add their index + 1.
 PROBE_THREADS = 64
@@ -78,11 +78,6 @@ def _probe(device: int) -> str | None:
         return f"a test kernel gave {got} instead of {PROBE_RESULT}"
     return None
 
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for errors that must fit one stderr line."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
