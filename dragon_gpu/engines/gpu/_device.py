@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from ...errors import GpuError, MemoryBudgetError, one_line
+from ...errors import GpuError, one_line
 
 #: the probe kernel's result: 64 threads each add their index + 1.
 PROBE_THREADS = 64
@@ -82,8 +82,8 @@ def _probe(device: int) -> str | None:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is CuPy running out of device or pinned host memory."""
-    if isinstance(exc, MemoryError) and not isinstance(exc, MemoryBudgetError):
-        return True  # cupy.cuda.memory.OutOfMemoryError is a MemoryError
+    if isinstance(exc, MemoryError) and _is_cupy_error(exc):
+        return True  # cupy.cuda.memory.OutOfMemoryError; a host MemoryError is not the GPU's
     # cudaErrorMemoryAllocation (2) from cudaMallocHost / cudaMalloc, CUDA_ERROR_OUT_OF_MEMORY (2).
     return _is_cupy_error(exc) and getattr(exc, "status", None) == 2
 
