@@ -30,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+from .io._decode import usable_cores
 from .errors import DragonError, UsageError
 from .pipeline import DetectOptions, DetectResult
 
@@ -487,13 +488,6 @@ def _init_worker(decode_threads: int) -> None:
     # workers), so a pair is never recorded as failed because the user pressed Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("DRAGON_GPU_DECODE_THREADS", str(decode_threads))
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _mp_context():

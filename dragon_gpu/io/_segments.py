@@ -43,10 +43,6 @@ class SegmentedReader(MaskReader):
     def segs_across(self) -> int:
         return -(-self.row_items // self.seg_cols)
 
-    @property
-    def segment_nbytes(self) -> int:
-        return self.seg_rows * self.seg_cols * np.dtype(self.dtype).itemsize
-
     def scratch(self, nbytes: int, slot: str = "a") -> np.ndarray:
         """A uint8 buffer of at least ``nbytes``, owned by the calling thread and reused."""
         key = f"buf_{slot}"

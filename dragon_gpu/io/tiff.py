@@ -224,11 +224,6 @@ class TiffReader(SegmentedReader):
         return seg_bytes + raw + band
 
     # -- facts -------------------------------------------------------------------------------
-    @property
-    def segment_shape(self) -> tuple[int, int]:
-        """Rows and pixel columns of one strip or tile."""
-        return self._seg_rows, self._seg_cols
-
     def describe(self) -> dict:
         layout = (f"tiles of {self._seg_rows} x {self._seg_cols}" if self._tiled
                   else f"strips of {self._seg_rows} rows")
