@@ -30,8 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from .io._decode import usable_cores
 from .errors import DragonError, UsageError
+from .io._decode import usable_cores
 from .pipeline import DetectOptions, DetectResult
 
 __all__ = ["BatchReport", "ManifestError", "Pair", "ResultsFileError", "RESULT_COLUMNS",

@@ -160,6 +160,11 @@ def detect(
     threshold: Optional[int] = typer.Option(
         None, help="Gray level splitting dark from bright in 8/16-bit images "
                    "(default: half the range, 128 for uint8)."),
+    body_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
+                   "different bit depths)."),
+    dye_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the dye image only (overrides --threshold)."),
     body_polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False, help="Override which body pixels are members (default dark; "
                                          "masks: set)."),
@@ -194,7 +199,8 @@ def detect(
 
     options = DetectOptions(
         cutoff=cutoff, device=device, require_gpu=require_gpu, memory=parse_memory(memory),
-        threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
+        threshold=threshold, body_threshold=body_threshold,
+        dye_threshold=dye_threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
         allow_external=allow_external, block_rows=block_rows)
     if workers is not None and scheduler is None:
@@ -317,6 +323,11 @@ def batch(
     threshold: Optional[int] = typer.Option(
         None, help="Gray level splitting dark from bright in 8/16-bit images "
                    "(default: half the range, 128 for uint8)."),
+    body_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
+                   "different bit depths)."),
+    dye_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the dye image only (overrides --threshold)."),
     body_polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False, help="Override which body pixels are members (default dark; "
                                          "masks: set)."),
@@ -343,7 +354,8 @@ def batch(
 
     options = DetectOptions(
         cutoff=cutoff, device=device, require_gpu=require_gpu, memory=parse_memory(memory),
-        threshold=threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
+        threshold=threshold, body_threshold=body_threshold,
+        dye_threshold=dye_threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
         allow_external=allow_external)
     with _BatchProgress(enabled=not quiet) as bar:
@@ -570,6 +582,11 @@ def preview(
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
     threshold: Optional[int] = typer.Option(
         None, help="Gray level splitting dark from bright in 8/16-bit images (as in detect)."),
+    body_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
+                   "different bit depths)."),
+    dye_threshold: Optional[int] = typer.Option(
+        None, help="Threshold for the dye image only (overrides --threshold)."),
     body_polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False, help="Override which body pixels are members (as in detect)."),
     dye_polarity: Optional[Polarity] = typer.Option(
@@ -589,8 +606,9 @@ def preview(
 
     options = DetectOptions(
         cutoff=cutoff, device="cpu", memory=parse_memory(memory), threshold=threshold,
-        body_polarity=body_polarity, dye_polarity=dye_polarity, body_dataset=body_dataset,
-        dye_dataset=dye_dataset, page=page, allow_external=allow_external)
+        body_threshold=body_threshold, dye_threshold=dye_threshold, body_polarity=body_polarity,
+        dye_polarity=dye_polarity, body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
+        allow_external=allow_external)
     with _ProgressBar("preview", enabled=not quiet) as bar:
         result = draw_preview(body, dye, output, options, max_side=max_side, progress=bar.update)
     typer.echo(f"wrote {result.path}: {result.png_shape[1]} x {result.png_shape[0]} pixels, one "

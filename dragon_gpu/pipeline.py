@@ -38,6 +38,9 @@ class DetectOptions:
     require_gpu: bool = False
     memory: int = DEFAULT_MEMORY
     threshold: int | None = None
+    #: per-input thresholds, overriding ``threshold`` (for pairs of different bit depths)
+    body_threshold: int | None = None
+    dye_threshold: int | None = None
     body_polarity: Polarity | None = None
     dye_polarity: Polarity | None = None
     body_dataset: str | None = None
@@ -279,8 +282,13 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:
     """The engine's view of both inputs under the options' pixel rules."""
-    body_rule = resolve_rule(body, "body", opts.body_polarity, opts.threshold)
-    dye_rule = resolve_rule(dye, "dye", opts.dye_polarity, opts.threshold)
+    rules = []
+    for reader, role, polarity, own in ((body, "body", opts.body_polarity, opts.body_threshold),
+                                        (dye, "dye", opts.dye_polarity, opts.dye_threshold)):
+        option = f"--{role}-threshold" if own is not None else "--threshold"
+        rules.append(resolve_rule(reader, role, polarity,
+                                  own if own is not None else opts.threshold, option=option))
+    body_rule, dye_rule = rules
     return (Encoding(body.packed, body.width, body.dtype, body_rule),
             Encoding(dye.packed, dye.width, dye.dtype, dye_rule))
 

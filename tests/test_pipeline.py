@@ -360,3 +360,25 @@ def test_hdf5_dataset_choice(tmp_path):
         detect(path, path, device="cpu")
     got = detect(path, path, device="cpu", body_dataset="body", dye_dataset="dye")
     assert got.counts == Counts(body=4, dye_in_body=4, dye=12)
+
+
+def test_per_input_thresholds_for_a_pair_of_different_bit_depths(tmp_path, rng):
+    """A uint16 body and a uint8 dye: one --threshold cannot suit both, per-input ones can."""
+    import tifffile
+
+    from dragon_gpu.errors import UsageError
+    from dragon_gpu.pipeline import detect as run_detect
+
+    body16 = rng.integers(0, 65536, (33, 21), dtype=np.uint16)
+    dye8 = rng.integers(0, 256, (33, 21), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "b.tif", body16)
+    tifffile.imwrite(tmp_path / "d.tif", dye8)
+    got = run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu",
+                     body_threshold=1000, dye_threshold=200).counts
+    b, d = body16 < 1000, dye8 >= 200
+    assert (got.body, got.dye_in_body, got.dye) == (int(b.sum()), int((b & d).sum()),
+                                                    int(d.sum()))
+    with pytest.raises(UsageError, match="--threshold: must be between 1 and 255"):
+        run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", threshold=1000)
+    with pytest.raises(UsageError, match="--dye-threshold"):
+        run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", dye_threshold=300)

@@ -161,7 +161,7 @@ def default_threshold(bits: int) -> int:
 
 
 def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None = None,
-                 threshold: int | None = None) -> PixelRule:
+                 threshold: int | None = None, option: str = "--threshold") -> PixelRule:
     """The pixel rule of the SPEC for ``reader`` used as ``role`` (``"body"`` or ``"dye"``).
 
     * gray images: body = dark (``value < threshold``), dye = bright (``value >= threshold``);
@@ -181,8 +181,8 @@ def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None 
         maxval = (1 << reader.bits) - 1
         thr = default_threshold(reader.bits) if threshold is None else int(threshold)
         if not 1 <= thr <= maxval:
-            raise UsageError(f"--threshold: must be between 1 and {maxval} for a {reader.bits}-bit "
-                             f"image, got {thr}")
+            raise UsageError(f"{option}: must be between 1 and {maxval} for a {reader.bits}-bit "
+                             f"image, got {thr}", reader.path)
         dtype = f"uint{reader.bits}"
         if reader.inverted:
             # Displayed brightness is maxval - value: brightness >= thr <=> value <= maxval - thr.
