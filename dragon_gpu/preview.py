@@ -122,9 +122,7 @@ def members(rows: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> n
             np.bitwise_xor(bits, 1, out=bits)
         return bits.view(np.bool_)
     buf = np.empty(n * width, np.uint8) if out is None else out[:n * width]
-    result = buf.reshape(n, width).view(np.bool_)
-    op = np.greater_equal if enc.rule.high else np.less
-    return op(rows, enc.rule.threshold, out=result)
+    return enc.rule.members(rows, out=buf.reshape(n, width).view(np.bool_))
 
 
 class Overlay:

@@ -114,8 +114,7 @@ def _count_planes(body, body_enc, dye, dye_enc) -> Counts:
 
 
 def _plane_members(values: np.ndarray, enc: Encoding, out: np.ndarray) -> np.ndarray:
-    op = np.greater_equal if enc.rule.high else np.less
-    return op(values, enc.rule.threshold, out=out)
+    return enc.rule.members(values, out=out)
 
 
 def _pack_members(values: np.ndarray, enc: Encoding) -> np.ndarray:

@@ -44,9 +44,13 @@ class PixelRule:
     high: bool
     text: str
 
-    def members(self, values: np.ndarray) -> np.ndarray:
-        """Boolean membership of an array of plane values (reference implementation)."""
-        return values >= self.threshold if self.high else values < self.threshold
+    def members(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Boolean membership of plane values (into ``out``, a bool array, when given).
+
+        The one place the rule is applied to values; every CPU path calls it.
+        """
+        op = np.greater_equal if self.high else np.less
+        return op(values, self.threshold, out=out)
 
 
 @dataclass(frozen=True)
