@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -40,6 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine  # noqa: E402
 
 CONFIGS = {
     # name: (scheduler, workers); "loop" is the baseline: detect() pair after pair, in-process.
@@ -143,16 +145,6 @@ def run_config(name: str, manifest: Path, truths: dict, data: Path) -> float:
     return wall
 
 
-def machine() -> str:
-    model = platform.processor() or "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {len(os.sched_getaffinity(0))} usable cores"
 
 
 def _default_generator() -> str:

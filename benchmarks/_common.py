@@ -1,0 +1,22 @@
+"""What every benchmark prints about the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine() -> str:
+    """CPU model, usable cores, memory and OS, e.g. ``AMD EPYC, 2 cores, 23 GiB RAM, Linux 6.1``."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {cores} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
