@@ -73,6 +73,30 @@ def parse_memory(text: str) -> int:
     return value
 
 
+# Options that detect, batch and preview share: the pixel rules and the HDF5 safety switch. A
+# factory per option, so each command gets its own OptionInfo and the help is written once.
+def _threshold_option(role: str | None = None):
+    if role is None:
+        return typer.Option(None, help="Gray level splitting dark from bright in 8/16-bit images "
+                                       "(default: half the range, 128 for uint8).")
+    extra = "; for pairs of different bit depths" if role == "body" else ""
+    return typer.Option(None, help=f"Threshold for the {role} image only (overrides "
+                                   f"--threshold{extra}).")
+
+
+def _polarity_option(role: str):
+    default = "dark" if role == "body" else "bright"
+    what = "body pixels are members" if role == "body" else "dye pixels are lit"
+    return typer.Option(None, case_sensitive=False,
+                        help=f"Override which {what} (default {default}; masks: set).")
+
+
+def _allow_external_option():
+    return typer.Option(False, "--allow-external",
+                        help="Let HDF5 follow external links and read external or virtual "
+                             "storage (refused by default: inputs are untrusted).")
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"dragon-gpu {__version__}")
@@ -157,27 +181,15 @@ def detect(
                                      help="Exit 2 instead of falling back to the CPU."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = typer.Option(
-        None, help="Gray level splitting dark from bright in 8/16-bit images "
-                   "(default: half the range, 128 for uint8)."),
-    body_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
-                   "different bit depths)."),
-    dye_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the dye image only (overrides --threshold)."),
-    body_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which body pixels are members (default dark; "
-                                         "masks: set)."),
-    dye_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which dye pixels are lit (default bright; "
-                                         "masks: set)."),
+    threshold: Optional[int] = _threshold_option(),
+    body_threshold: Optional[int] = _threshold_option("body"),
+    dye_threshold: Optional[int] = _threshold_option("dye"),
+    body_polarity: Optional[Polarity] = _polarity_option("body"),
+    dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
     dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
-    allow_external: bool = typer.Option(
-        False, "--allow-external", help="Let HDF5 follow external links and read external or "
-                                        "virtual storage (refused by default: inputs are "
-                                        "untrusted)."),
+    allow_external: bool = _allow_external_option(),
     block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
                                                                 "from --memory and the files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -320,27 +332,15 @@ def batch(
     require_gpu: bool = typer.Option(False, "--require-gpu",
                                      help="A pair fails instead of falling back to the CPU."),
     memory: str = typer.Option("1GiB", help="Memory budget of each worker, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = typer.Option(
-        None, help="Gray level splitting dark from bright in 8/16-bit images "
-                   "(default: half the range, 128 for uint8)."),
-    body_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
-                   "different bit depths)."),
-    dye_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the dye image only (overrides --threshold)."),
-    body_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which body pixels are members (default dark; "
-                                         "masks: set)."),
-    dye_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which dye pixels are lit (default bright; "
-                                         "masks: set)."),
+    threshold: Optional[int] = _threshold_option(),
+    body_threshold: Optional[int] = _threshold_option("body"),
+    dye_threshold: Optional[int] = _threshold_option("dye"),
+    body_polarity: Optional[Polarity] = _polarity_option("body"),
+    dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every body image."),
     dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in every file."),
-    allow_external: bool = typer.Option(
-        False, "--allow-external", help="Let HDF5 follow external links and read external or "
-                                        "virtual storage (refused by default: inputs are "
-                                        "untrusted)."),
+    allow_external: bool = _allow_external_option(),
     retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors",
                                       help="Run again the pairs that have an error row in --out "
                                            "(default), or keep those rows as they are."),
@@ -580,23 +580,15 @@ def preview(
                                                           "256)."),
     cutoff: str = typer.Option("0.10", help="Cutoff of the verdict shown in the legend."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = typer.Option(
-        None, help="Gray level splitting dark from bright in 8/16-bit images (as in detect)."),
-    body_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the body image only (overrides --threshold; for pairs of "
-                   "different bit depths)."),
-    dye_threshold: Optional[int] = typer.Option(
-        None, help="Threshold for the dye image only (overrides --threshold)."),
-    body_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which body pixels are members (as in detect)."),
-    dye_polarity: Optional[Polarity] = typer.Option(
-        None, case_sensitive=False, help="Override which dye pixels are lit (as in detect)."),
+    threshold: Optional[int] = _threshold_option(),
+    body_threshold: Optional[int] = _threshold_option("body"),
+    dye_threshold: Optional[int] = _threshold_option("dye"),
+    body_polarity: Optional[Polarity] = _polarity_option("body"),
+    dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
     dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
-    allow_external: bool = typer.Option(
-        False, "--allow-external", help="Let HDF5 follow external links and read external or "
-                                        "virtual storage."),
+    allow_external: bool = _allow_external_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Draw a downsampled overlay of a pair (body, dye inside it, dye outside it) with a legend
