@@ -220,9 +220,15 @@ def _make_pairs(rows, base: str, path: str | None, what: str = "line") -> list[P
             raise ManifestError(f"{what} {line}: the id {id_!r} is already used on {what} "
                                 f"{seen[id_]}{hint}", path)
         seen[id_] = line
-        pairs.append(Pair(id_, os.path.abspath(os.path.join(base, body)),
-                          os.path.abspath(os.path.join(base, dye))))
+        pairs.append(Pair(id_, _locate(base, body), _locate(base, dye)))
     return pairs
+
+
+def _locate(base: str, name: str) -> str:
+    """A manifest entry as a path relative to the manifest's folder; URLs stay as they are."""
+    from .io import is_url
+
+    return name if is_url(name) else os.path.abspath(os.path.join(base, name))
 
 
 # ---------------------------------------------------------------------------------------------

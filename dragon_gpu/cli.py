@@ -97,6 +97,12 @@ def _allow_external_option():
                              "storage (refused by default: inputs are untrusted).")
 
 
+def _strict_option():
+    return typer.Option(False, "--strict",
+                        help="Refuse Zarr inputs with absent chunks (by default they read as the "
+                             "array's fill value, and the JSON warnings say how many).")
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"dragon-gpu {__version__}")
@@ -169,10 +175,11 @@ def _render_detect(result: dict, as_json: bool) -> None:
 @app.command()
 @cli_errors
 def detect(
-    body: Path = typer.Argument(..., help="Body image (TIFF or HDF5): the parasite is dark, or set "
-                                          "in a mask."),
-    dye: Path = typer.Argument(..., help="Dye image of the same shape: lit dye is bright, or set "
-                                         "in a mask."),
+    body: str = typer.Argument(..., help="Body image (TIFF, HDF5, Zarr folder/zip/URL; "
+                                         "IMAGE#c=0 names a channel): the parasite is dark, or "
+                                         "set in a mask."),
+    dye: str = typer.Argument(..., help="Dye image of the same shape (IMAGE#c=1 names a "
+                                        "channel): lit dye is bright, or set in a mask."),
     cutoff: str = typer.Option("0.10", help="Cancer when dye in body > cutoff x body, strictly. "
                                             "A decimal (0.10) or a percent (10%), read exactly."),
     device: str = typer.Option("auto", help="auto (GPU 0 if usable, else CPU), cpu, N, or N,M "
@@ -186,10 +193,11 @@ def detect(
     dye_threshold: Optional[int] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
-    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
-    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
     allow_external: bool = _allow_external_option(),
+    strict: bool = _strict_option(),
     block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
                                                                 "from --memory and the files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -214,7 +222,7 @@ def detect(
         threshold=threshold, body_threshold=body_threshold,
         dye_threshold=dye_threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
-        allow_external=allow_external, block_rows=block_rows)
+        allow_external=allow_external, block_rows=block_rows, strict=strict)
     if workers is not None and scheduler is None:
         raise UsageError("--workers needs --scheduler (a local detect runs in one process)")
     if preview is not None and scheduler is not None:
@@ -341,6 +349,7 @@ def batch(
     dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in every file."),
     allow_external: bool = _allow_external_option(),
+    strict: bool = _strict_option(),
     retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors",
                                       help="Run again the pairs that have an error row in --out "
                                            "(default), or keep those rows as they are."),
@@ -357,7 +366,7 @@ def batch(
         threshold=threshold, body_threshold=body_threshold,
         dye_threshold=dye_threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
-        allow_external=allow_external)
+        allow_external=allow_external, strict=strict)
     with _BatchProgress(enabled=not quiet) as bar:
         report = run_batch(manifest, out, options, scheduler=scheduler, workers=workers,
                            retry_errors=retry_errors, progress=bar.update)
@@ -367,8 +376,10 @@ def batch(
 @app.command()
 @cli_errors
 def info(
-    file: Path = typer.Argument(..., help="A TIFF or HDF5 image."),
-    dataset: Optional[str] = typer.Option(None, help="HDF5 dataset (default: the only 2-D one)."),
+    file: str = typer.Argument(..., help="A TIFF or HDF5 image or a Zarr store (folder, .zip, "
+                                         "URL), optionally with a plane selector (IMAGE#c=1)."),
+    dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array/group path "
+                                                     "(default: the only 2-D one)."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD)."),
     allow_external: bool = typer.Option(False, "--allow-external",
                                         help="Follow HDF5 external links and storage."),
@@ -570,8 +581,10 @@ def convert(
 @app.command()
 @cli_errors
 def preview(
-    body: Path = typer.Argument(..., help="Body image (TIFF or HDF5)."),
-    dye: Path = typer.Argument(..., help="Dye image of the same shape."),
+    body: str = typer.Argument(..., help="Body image (TIFF, HDF5 or Zarr; IMAGE#c=0 names a "
+                                         "channel)."),
+    dye: str = typer.Argument(..., help="Dye image of the same shape (IMAGE#c=1 names a "
+                                        "channel)."),
     output: Path = typer.Option(..., "--output", "-o", metavar="PNG",
                                 help="The PNG to write (written to a temporary name, then "
                                      "renamed)."),
@@ -585,10 +598,11 @@ def preview(
     dye_threshold: Optional[int] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
-    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
-    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the dye image."),
+    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the body image."),
+    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
     allow_external: bool = _allow_external_option(),
+    strict: bool = _strict_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Draw a downsampled overlay of a pair (body, dye inside it, dye outside it) with a legend
@@ -600,7 +614,7 @@ def preview(
         cutoff=cutoff, device="cpu", memory=parse_memory(memory), threshold=threshold,
         body_threshold=body_threshold, dye_threshold=dye_threshold, body_polarity=body_polarity,
         dye_polarity=dye_polarity, body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
-        allow_external=allow_external)
+        allow_external=allow_external, strict=strict)
     with _ProgressBar("preview", enabled=not quiet) as bar:
         result = draw_preview(body, dye, output, options, max_side=max_side, progress=bar.update)
     typer.echo(f"wrote {result.path}: {result.png_shape[1]} x {result.png_shape[0]} pixels, one "

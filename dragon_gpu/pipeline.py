@@ -48,6 +48,8 @@ class DetectOptions:
     page: int = 0
     allow_external: bool = False
     block_rows: int | None = None
+    #: refuse absent Zarr chunks instead of reading them as the fill value
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     """
     opts = _options(options, kwargs)
     start = time.perf_counter()
-    counts, shape, body_rule, dye_rule, backend = _count(body_path, dye_path, opts, None, progress,
-                                                         watch)
+    counts, shape, body_rule, dye_rule, backend, notes = _count(body_path, dye_path, opts, None,
+                                                                progress, watch)
     seconds = time.perf_counter() - start
     verdict = decide(counts, opts.cutoff)
     if counts.body == 0:
@@ -195,7 +197,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
         verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
-        dye_rule=dye_rule, warnings=coverage_warnings(counts, shape))
+        dye_rule=dye_rule, warnings=notes + coverage_warnings(counts, shape))
 
 
 def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | None = None,
@@ -238,9 +240,11 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
     """
     with ExitStack() as stack:
         body = stack.enter_context(open_mask(body_path, page=opts.page, dataset=opts.body_dataset,
-                                             allow_external=opts.allow_external))
+                                             allow_external=opts.allow_external,
+                                             strict=opts.strict))
         dye = stack.enter_context(open_mask(dye_path, page=opts.page, dataset=opts.dye_dataset,
-                                            allow_external=opts.allow_external))
+                                            allow_external=opts.allow_external,
+                                            strict=opts.strict))
         if body.shape != dye.shape:
             raise ShapeMismatchError(
                 f"shapes differ: body is {body.shape[0]} x {body.shape[1]}, dye "
@@ -261,7 +265,8 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
            progress: Callable[[int, int], None] | None, watch: Watch | None = None):
-    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
+    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, the
+    readers' warnings)."""
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     with open_pair(body_path, dye_path, opts, rows) as pair:
         body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
@@ -277,7 +282,8 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
 
         body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
         counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
-        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name
+        notes = body.warnings("body", body_enc.rule) + dye.warnings("dye", dye_enc.rule)
+        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name, notes
 
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:

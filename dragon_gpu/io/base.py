@@ -138,6 +138,10 @@ class MaskReader(abc.ABC):
     def describe(self) -> dict:
         """Facts for ``dragon-gpu info``: layout, compression, stored bytes..."""
 
+    def warnings(self, role: str, rule: PixelRule) -> list[str]:
+        """Facts about the pixels read so far that the detect JSON reports (absent chunks...)."""
+        return []
+
     def close(self) -> None:  # pragma: no cover - trivial default
         pass
 

@@ -90,6 +90,9 @@ class Hdf5Reader(SegmentedReader):
         found, others, links = self._survey()
         if not found:
             extra = f" (other datasets: {_listing(others)})" if others else ""
+            if any(int(o.rsplit(" (", 1)[1].split("-")[0]) >= 3 for o in others
+                   if "-D, " in o):
+                extra += "; one plane of an N-D dataset is named like FILE#c=0 (docs/zarr.md)"
             if links:
                 extra += (f"; external links were not followed ({_listing(links)}): name the "
                           "dataset with --body-dataset / --dye-dataset and add --allow-external")
