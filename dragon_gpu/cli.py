@@ -442,6 +442,8 @@ class GenerateKind(str, Enum):
 class OutputFormat(str, Enum):
     tiff = "tiff"
     hdf5 = "hdf5"
+    zarr = "zarr"
+    ome_zarr = "ome-zarr"
 
 
 class GenerateEncoding(str, Enum):
@@ -483,7 +485,10 @@ def generate(
                                            "(clearly below), boundary (exactly 10%, not cancer), "
                                            "typical (cancer with probability --cancer-rate)."),
     fmt: OutputFormat = typer.Option(OutputFormat.tiff, "--format", case_sensitive=False,
-                                     help="tiff (1-bit TIFF) or hdf5 (dataset 'mask')."),
+                                     help="tiff (1-bit TIFF), hdf5 (dataset 'mask'), zarr "
+                                          "(body.zarr + dye.zarr, Zarr v3) or ome-zarr (one "
+                                          "two-channel image.ome.zarr, body also as a label "
+                                          "image)."),
     encoding: GenerateEncoding = typer.Option(
         GenerateEncoding.packed, case_sensitive=False,
         help="packed: 1 bit a pixel; u8: 8-bit images (body 0 on 255, dye 255 on 0)."),
@@ -496,7 +501,10 @@ def generate(
                                   help="Share of pixels lit by speckle noise in the dye image."),
     rows_per_strip: Optional[int] = typer.Option(
         None, "--rows-per-strip", "--chunk-rows", min=1,
-        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
+        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows); Zarr: the "
+             "chunk side (default 1024)."),
+    levels: int = typer.Option(1, min=1, max=16, help="OME-Zarr pyramid levels (each half the "
+                                                     "size of the one above)."),
     as_json: bool = typer.Option(False, "--json", help="Print truth.json's object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
@@ -509,11 +517,18 @@ def generate(
         raise UsageError("--height and --width go together")
     if height is None:
         height = width = size or 2048
+    if fmt in (OutputFormat.zarr, OutputFormat.ome_zarr):
+        from .zarr_generate import generate_zarr as run_generate
+        extra = {"levels": levels}
+    elif levels != 1:
+        raise UsageError("--levels: a pyramid needs --format ome-zarr")
+    else:
+        extra = {}
     with _ProgressBar("generate", enabled=not quiet) as bar:
         truth = run_generate(outdir, height=height, width=width, seed=seed, kind=kind.value,
                              fmt=fmt.value, encoding=encoding.value, compression=compression,
                              cancer_rate=cancer_rate, speckle=speckle,
-                             rows_per_strip=rows_per_strip, progress=bar.update)
+                             rows_per_strip=rows_per_strip, progress=bar.update, **extra)
     _render_truth(truth, as_json)
 
 
@@ -526,8 +541,10 @@ class ConvertEncoding(str, Enum):
 @app.command()
 @cli_errors
 def convert(
-    src: Path = typer.Argument(..., help="Input image (TIFF or HDF5)."),
-    dst: Path = typer.Argument(..., help="Output file (.tif/.tiff or .h5/.hdf5, or --format)."),
+    src: str = typer.Argument(..., help="Input image (TIFF, HDF5 or Zarr; IMAGE#c=1 names a "
+                                        "channel)."),
+    dst: Path = typer.Argument(..., help="Output (.tif/.tiff, .h5/.hdf5, .zarr, .ome.zarr, or "
+                                         "--format)."),
     fmt: Optional[OutputFormat] = typer.Option(None, "--format", case_sensitive=False,
                                                help="Output format (default: from the suffix)."),
     encoding: Optional[ConvertEncoding] = typer.Option(
@@ -536,10 +553,13 @@ def convert(
              "else the input's bit depth)."),
     compression: Optional[str] = typer.Option(
         None, help="TIFF: deflate (default), lzw, packbits, zstd, none. HDF5: gzip (default), "
-                   "lzf, lz4, zstd, none."),
+                   "lzf, lz4, zstd, none. Zarr: zstd (default), gzip, blosc, none."),
     rows_per_strip: Optional[int] = typer.Option(
         None, "--rows-per-strip", "--chunk-rows", min=1,
-        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
+        help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows); Zarr: the "
+             "chunk side (default 1024)."),
+    levels: int = typer.Option(1, min=1, max=16, help="OME-Zarr pyramid levels: the full "
+                                                     "resolution and levels-1 halvings."),
     polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False,
         help="Between a mask and an image: members are dark (a body) or bright (lit dye). "
@@ -568,7 +588,7 @@ def convert(
                              compression=compression, segment_rows=rows_per_strip,
                              polarity=polarity, threshold=threshold, page=page, dataset=dataset,
                              out_dataset=out_dataset, allow_external=allow_external,
-                             memory=parse_memory(memory), progress=bar.update)
+                             memory=parse_memory(memory), progress=bar.update, levels=levels)
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -40,15 +40,21 @@ _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".
 BLOCK_NBYTES = 64 << 20
 
 
+FORMATS = ("tiff", "hdf5", "zarr", "ome-zarr")
+
+
 def _format_of(path: str, fmt: str | None) -> str:
     if fmt is not None:
-        if fmt not in ("tiff", "hdf5"):
-            raise UsageError(f"--format: choose tiff or hdf5, got {fmt!r}")
+        if fmt not in FORMATS:
+            raise UsageError(f"--format: choose one of {', '.join(FORMATS)}, got {fmt!r}")
         return fmt
+    lower = path.rstrip("/").lower()
+    if lower.endswith(".zarr"):
+        return "ome-zarr" if lower.endswith(".ome.zarr") else "zarr"
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _SUFFIXES:
-        raise UsageError("cannot tell the output format from the suffix; use --format tiff|hdf5 "
-                         "or a .tif / .h5 name", path)
+        raise UsageError("cannot tell the output format from the suffix; use --format "
+                         "tiff|hdf5|zarr|ome-zarr or a .tif / .h5 / .zarr / .ome.zarr name", path)
     return _SUFFIXES[suffix]
 
 
@@ -174,7 +180,7 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
             polarity: Polarity | str | None = None, threshold: int | None = None,
             page: int = 0, dataset: str | None = None, out_dataset: str = "mask",
             allow_external: bool = False, workers: int | None = None, memory: int = 1 << 30,
-            progress: Callable[[int, int], None] | None = None) -> dict:
+            progress: Callable[[int, int], None] | None = None, levels: int = 1) -> dict:
     """Re-encode the image ``src`` into ``dst``, streaming row blocks (see the module docstring).
 
     Parameters
@@ -183,8 +189,10 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         Input image (TIFF or HDF5), read with :func:`dragon_gpu.io.open_mask`.
     dst : str or PathLike
         Output file, written to a temporary name and renamed when complete.
-    fmt : {"tiff", "hdf5"}, optional
-        Output format; default from the suffix of ``dst``.
+    fmt : {"tiff", "hdf5", "zarr", "ome-zarr"}, optional
+        Output format; default from the suffix of ``dst`` (``.ome.zarr`` is OME-Zarr). Zarr
+        outputs are Zarr v3 stores (OME-Zarr 0.5 image groups); a packed encoding is written as
+        a bool mask (a set value is a member), as for HDF5.
     encoding : {"packed", "u8", "u16"}, optional
         Default: packed for 1-bit and mask inputs, else the input's bit depth.
     compression : str, optional
@@ -204,6 +212,8 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         from it.
     out_dataset : str
         HDF5 dataset name of the output (``"mask"``).
+    levels : int
+        OME-Zarr pyramid levels (the full resolution and ``levels - 1`` halvings).
 
     Returns
     -------
@@ -227,12 +237,17 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         if encoding is None:
             encoding = ("packed" if reader.kind is not Kind.gray
                         else "u8" if reader.bits == 8 else "u16")
-        mapping = _Mapping(reader, fmt, encoding, polarity, threshold, dst)
+        # Zarr masks are bool arrays: the HDF5 mapping (membership bits) is used, then unpacked.
+        zarr_out = fmt in ("zarr", "ome-zarr")
+        mapping = _Mapping(reader, "hdf5" if zarr_out else fmt, encoding, polarity, threshold,
+                           dst)
         height, width = reader.shape
         packed = encoding == "packed"
         dtype = np.uint16 if encoding == "u16" else np.uint8
         out_row_nbytes = ((width + 7) // 8) if packed else width * np.dtype(dtype).itemsize
         seg = segment_rows or max(16, min(4096, SEGMENT_NBYTES // out_row_nbytes // 16 * 16))
+        if zarr_out:  # chunks of 1024 x 1024 pixels unless told: tiles, not strips
+            seg = segment_rows or 1024
         unit = max(seg, reader.row_granularity)
         check_unit_memory(reader, memory)
         in_rows = max(1, min(BLOCK_NBYTES, memory // 8) // max(1, reader.row_nbytes))
@@ -245,7 +260,15 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
                     yield mapping(block)
 
         common = dict(workers=workers, progress=progress)
-        if fmt == "tiff":
+        if zarr_out:
+            from .io.zarr_writer import write_zarr_rows
+
+            info = write_zarr_rows(dst, rows(), (height, width), packed=packed, dtype=dtype,
+                                   ome=fmt == "ome-zarr", levels=levels,
+                                   compression=compression or "zstd", chunk_rows=seg,
+                                   chunk_cols=seg,
+                                   progress=progress)
+        elif fmt == "tiff":
             info = write_tiff(dst, rows(), (height, width), bits=mapping.out_bits,
                               photometric=mapping.photometric,
                               compression=compression or "deflate", rows_per_strip=seg, **common)
@@ -256,5 +279,19 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
     return {"input": src, "output": dst, "shape": [height, width], "format": fmt,
             "encoding": encoding, "compression": info["compression"],
             "segment_rows": info["segment_rows"], "mapping": mapping.text,
-            "input_bytes": os.path.getsize(src), "output_bytes": info["bytes"],
+            "input_bytes": _size(src), "output_bytes": info["bytes"],
             "seconds": round(time.perf_counter() - start, 6)}
+
+
+def _size(path: str) -> int | None:
+    """Bytes of an input file or store folder (None for a URL)."""
+    from .io import is_url, split_selector
+
+    path = split_selector(path)[0]
+    if is_url(path):
+        return None
+    if os.path.isdir(path):
+        from .io.zarr_writer import stored_bytes
+
+        return stored_bytes(path)
+    return os.path.getsize(path)
