@@ -16,6 +16,10 @@ Usage::
     python benchmarks/throughput.py --size 40000 --pairs u8-gzip-h5 bit-deflate-tif
     python benchmarks/throughput.py --size 100000 --pairs bit-deflate-tif --methods dragon decode
     python benchmarks/throughput.py --body B.tif --dye D.tif       # an existing pair
+    python benchmarks/throughput.py --size 40000 --pairs u8-zstd-h5 u8-zstd-zarr
+
+``u8-zstd-zarr`` is the ``u8-zstd-h5`` pair copied chunk for chunk into Zarr v3 (same chunk
+shape, zstd level 3 in both), so the two rows compare the readers, not the layouts.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ PAIRS = {
     # name: generate() arguments
     "bit-deflate-tif": dict(fmt="tiff", encoding="packed", compression="deflate"),
     "u8-gzip-h5": dict(fmt="hdf5", encoding="u8", compression="gzip"),
+    "u8-zstd-h5": dict(fmt="hdf5", encoding="u8", compression="zstd"),
+    # made from u8-zstd-h5 (see make_pair)
+    "u8-zstd-zarr": dict(fmt="zarr", encoding="u8", compression="zstd"),
 }
 METHODS = ("naive", "blockloop", "dragon", "decode")
 
@@ -60,6 +67,10 @@ def _rules(path):
 
 
 def _load(path):
+    if str(path).endswith(".zarr"):
+        import zarr
+
+        return zarr.open_array(path, mode="r")[:]
     if str(path).endswith((".tif", ".tiff")):
         import tifffile
 
@@ -89,6 +100,13 @@ def _row_blocks(path):
             page = tif.pages[0]
             for segment, _indices, _shape in page.segments():
                 yield segment.reshape(segment.shape[-3], segment.shape[-2])
+        return
+    if str(path).endswith(".zarr"):
+        import zarr
+
+        arr = zarr.open_array(path, mode="r")
+        for r in range(0, arr.shape[0], arr.chunks[0]):
+            yield arr[r:r + arr.chunks[0]]
         return
     import h5py
 
@@ -205,6 +223,8 @@ def make_pair(kind: str, size: int, data: Path) -> tuple[Path, Path]:
     body, dye = _pair_paths(folder, kind)
     if body.exists() and dye.exists():
         return body, dye
+    if PAIRS[kind]["fmt"] == "zarr":
+        return _zarr_copy(make_pair("u8-zstd-h5", size, data), body, dye)
     from dragon_gpu.simulate import generate
 
     print(f"generating {kind} {size} x {size} in {folder} ...", file=sys.stderr)
@@ -214,8 +234,32 @@ def make_pair(kind: str, size: int, data: Path) -> tuple[Path, Path]:
     return body, dye
 
 
+def _zarr_copy(h5_pair, body: Path, dye: Path) -> tuple[Path, Path]:
+    """The HDF5 pair as Zarr v3 arrays of the same chunk shape, zstd level 3 (as hdf5plugin)."""
+    import h5py
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    body.parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(h5_pair, (body, dye)):
+        with h5py.File(src, "r") as f:
+            ds = f["mask"]
+            arr = zarr.create_array(dst, shape=ds.shape, chunks=ds.chunks, dtype=ds.dtype,
+                                    compressors=ZstdCodec(level=3), fill_value=0)
+            step = ds.chunks[0] * 64
+            for r in range(0, ds.shape[0], step):
+                arr[r:r + step] = ds[r:r + step]
+    return body, dye
+
+
+def _stored(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def _pair_paths(folder: Path, kind: str):
-    ext = "h5" if PAIRS[kind]["fmt"] == "hdf5" else "tif"
+    ext = {"hdf5": "h5", "zarr": "zarr"}.get(PAIRS[kind]["fmt"], "tif")
     return folder / f"body.{ext}", folder / f"dye.{ext}"
 
 
@@ -248,7 +292,7 @@ def main(argv=None):
         with open_mask(body) as rb, open_mask(dye) as rd:
             pixels = rb.height * rb.width
             decoded = rb.height * (rb.row_nbytes + rd.row_nbytes)
-        stored = body.stat().st_size + dye.stat().st_size
+        stored = _stored(body) + _stored(dye)
         runs = {m: [] for m in args.methods}
         for _ in range(args.repeats):
             for m in args.methods:

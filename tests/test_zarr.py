@@ -36,6 +36,27 @@ class TestZarrReader(ReaderSuite):
                                                                    shapes=((5, 9), (1, 1)))
 
 
+class TestZarrReaderThroughZarrPython(ReaderSuite):
+    """Layouts the project's decode path takes, read through zarr-python's path instead."""
+
+    cases = cases_of({k: ZARR_WRITERS[k] for k in ("zarr2-u8-zstd", "zarr3-bool-zstd",
+                                                   "zarr3-u8-channel")}, shapes=((37, 203),))
+
+    @pytest.fixture(autouse=True)
+    def _zarr_path(self, monkeypatch):
+        monkeypatch.setenv("DRAGON_GPU_ZARR_DECODE", "zarr")
+
+
+def test_decode_paths(tmp_path, rng):
+    a = rng.integers(0, 256, (20, 20), dtype=np.uint8)
+    write_zarr(tmp_path / "a.zarr", a)
+    with open_mask(tmp_path / "a.zarr") as r:
+        assert r.describe()["decode_path"].startswith("dragon-gpu")
+    write_zarr(tmp_path / "s.zarr", a, shards=(8, 16))
+    with open_mask(tmp_path / "s.zarr") as r:
+        assert r.describe()["decode_path"] == "zarr-python"
+
+
 def expected(body_members: np.ndarray, dye_members: np.ndarray) -> dict:
     return {"body_pixels": int(body_members.sum()),
             "dye_in_body_pixels": int((body_members & dye_members).sum()),

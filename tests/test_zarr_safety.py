@@ -27,6 +27,14 @@ from zarrfiles import write_ome_image  # noqa: E402
 runner = CliRunner()
 
 
+@pytest.fixture(params=["dragon", "zarr"], autouse=True)
+def decode_path(request, monkeypatch):
+    """Every refusal holds on both decode paths: the project's and zarr-python's."""
+    if request.param == "zarr":
+        monkeypatch.setenv("DRAGON_GPU_ZARR_DECODE", "zarr")
+    return request.param
+
+
 def _array(path, data, **kw):
     kw.setdefault("chunks", (16, 16))
     zarr.create_array(path, data=data, **kw)

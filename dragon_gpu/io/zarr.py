@@ -1,9 +1,11 @@
 """Zarr reader (zarr-python 3): v2 and v3 arrays and OME-Zarr images, local, zipped or over HTTP.
 
-One 2-D plane of an array is read as row blocks: each block is one chunk-aligned selection that
-zarr fetches and decodes with its own concurrency (chunk reads are awaited together, codecs run
-on a thread pool) straight into the block buffer, so nothing but the chunks of the block is ever
-held. Every key zarr asks for passes the guard of :mod:`._zarr_store` first.
+One 2-D plane of an array is read as row blocks. Plain chunks in a local folder (the common
+layout) are read and decoded by the project's own path, :mod:`._zarr_chunks`, on the shared decode
+pool; everything else is one chunk-aligned selection a block that zarr fetches and decodes with
+its own concurrency (chunk reads are awaited together, codecs run on a thread pool) straight into
+the block buffer. Either way nothing but the chunks of the block is held, and every key zarr asks
+for passes the guard of :mod:`._zarr_store` first.
 
 What is read:
 
@@ -24,8 +26,9 @@ import numpy as np
 from ..errors import CorruptInputError, InputError, MissingInputError, UnsupportedInputError
 from . import ome
 from ._decode import decode_workers
+from ._segments import SegmentedReader
 from ._zarr_store import ChunkCheck, GuardStats, guarded_store, open_store, safe_node_path
-from .base import Kind, MaskReader
+from .base import Kind
 from .selector import Selection, describe_axes, plane_index
 
 #: Arrays listed in one error message.
@@ -43,7 +46,7 @@ def configure_concurrency() -> None:
                      "threading.max_workers": workers})
 
 
-class ZarrReader(MaskReader):
+class ZarrReader(SegmentedReader):
     """Rows of one 2-D plane of a Zarr array.
 
     Parameters
@@ -62,7 +65,9 @@ class ZarrReader(MaskReader):
                  selection: Selection | None = None, strict: bool = False):
         import zarr
 
+        SegmentedReader.__init__(self)
         configure_concurrency()
+        self._chunk_files = None
         self.path = str(location)
         self.selection = selection or Selection()
         self.strict = strict
@@ -185,6 +190,28 @@ class ZarrReader(MaskReader):
         codecs = _codec_names(meta)
         self._codecs = codecs
         self._add_check(meta, inner, dtype)
+        self._use_chunk_files(meta, dtype)
+
+    def _use_chunk_files(self, meta, dtype) -> None:
+        """Take the project's decode path where the layout allows (see :mod:`._zarr_chunks`)."""
+        from ._zarr_chunks import ChunkFiles, plain_codec
+
+        if self._store_kind != "folder" or self._shards or self._is_label:
+            return
+        codec = plain_codec(meta, dtype)
+        if codec is None:
+            return
+        folder = os.path.join(self._local_root, *self.array_path.split("/")) if \
+            self.array_path else self._local_root
+        for top, dirs, files in os.walk(folder):
+            for name in dirs + files:
+                if os.path.islink(os.path.join(top, name)):
+                    rel = os.path.relpath(os.path.join(top, name), self._local_root)
+                    from ..errors import UnsafeInputError
+
+                    raise UnsafeInputError(f"{rel!r} is a symbolic link; refused", self.path)
+        self._chunk_files = ChunkFiles(self, folder, codec)
+        self.seg_rows, self.seg_cols = self._inner[-2], self._inner[-1]
 
     def _axis_names(self, ndim: int) -> list[str]:
         if self.ome_image and len(self.ome_image.axes) == ndim:
@@ -209,7 +236,12 @@ class ZarrReader(MaskReader):
         return int(np.prod(self._inner)) * self._stored_dtype.itemsize * across
 
     # -- reading ------------------------------------------------------------------------------
+    def decode_segment(self, seg, dest=None):
+        return self._chunk_files.decode(seg, self.scratch)
+
     def read_rows(self, row_start, row_stop, out=None):
+        if self._chunk_files is not None:
+            return SegmentedReader.read_rows(self, row_start, row_stop, out)
         out = self._check_range(row_start, row_stop, out)
         if row_start == row_stop:
             return out
@@ -297,6 +329,8 @@ class ZarrReader(MaskReader):
             "plane": ", ".join(f"{n}={i}" for n, i in zip(self.axes, self.plane)) or None,
             "layout": layout,
             "compression": "+".join(self._codecs) or "none",
+            "decode_path": ("dragon-gpu (imagecodecs on the decode pool)" if self._chunk_files
+                            else "zarr-python"),
             "fill_value": self._fill_value(),
             "stored_bytes": self._stored_bytes(),
         }
