@@ -47,6 +47,8 @@ PAIRS = {
     "u8-zstd-zarr": dict(fmt="zarr", encoding="u8", compression="zstd"),
 }
 METHODS = ("naive", "blockloop", "dragon", "decode")
+#: ``zarrpy``: dragon with Zarr chunks decoded by zarr-python's path (DRAGON_GPU_ZARR_DECODE=zarr).
+EXTRA_METHODS = ("zarrpy",)
 
 
 # --- the methods (run in a child process) -------------------------------------------------------
@@ -161,6 +163,11 @@ def method_dragon(body, dye):
     return c.body, c.dye_in_body, c.dye
 
 
+def method_zarrpy(body, dye):
+    os.environ["DRAGON_GPU_ZARR_DECODE"] = "zarr"
+    return method_dragon(body, dye)
+
+
 def method_decode(body, dye):
     from dragon_gpu.io import open_mask
     from dragon_gpu.pipeline import plan_blocks
@@ -270,7 +277,8 @@ def main(argv=None):
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--body", type=Path, help="use an existing pair instead of generating")
     ap.add_argument("--dye", type=Path)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    choices=METHODS + EXTRA_METHODS)
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds (median reported)")
     ap.add_argument("--data", type=Path, default=Path("bench-data"), help="where pairs are kept")
     ap.add_argument("--clean", action="store_true", help="delete generated pairs at the end")
@@ -286,22 +294,26 @@ def main(argv=None):
     bandwidth = memory_bandwidth()
     print(f"machine: {machine()}; memory bandwidth (1 GiB copy): {bandwidth / 1e9:.1f} GB/s")
     print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}")
-    for name, (body, dye) in pairs.items():
-        from dragon_gpu.io import open_mask
+    from dragon_gpu.io import open_mask
 
+    # Rounds alternate over pairs and methods, so a change of machine load hits all of them.
+    runs = {name: {m: [] for m in args.methods} for name in pairs}
+    for _ in range(args.repeats):
+        for name, (body, dye) in pairs.items():
+            for m in args.methods:
+                runs[name][m].append(run_child(m, body, dye))
+    for name, (body, dye) in pairs.items():
         with open_mask(body) as rb, open_mask(dye) as rd:
             pixels = rb.height * rb.width
             decoded = rb.height * (rb.row_nbytes + rd.row_nbytes)
         stored = _stored(body) + _stored(dye)
-        runs = {m: [] for m in args.methods}
-        for _ in range(args.repeats):
-            for m in args.methods:
-                runs[m].append(run_child(m, body, dye))
-        counts = {tuple(r["counts"]) for m in args.methods if m != "decode" for r in runs[m]}
+        runs_of = runs[name]
+        counts = {tuple(r["counts"]) for m in args.methods if m != "decode"
+                  for r in runs_of[m]}
         if len(counts) > 1:
             raise SystemExit(f"methods disagree on {name}: {counts}")
-        med = {m: statistics.median(r["seconds"] for r in runs[m]) for m in args.methods}
-        rss = {m: max(r["peak_rss"] for r in runs[m]) for m in args.methods}
+        med = {m: statistics.median(r["seconds"] for r in runs_of[m]) for m in args.methods}
+        rss = {m: max(r["peak_rss"] for r in runs_of[m]) for m in args.methods}
         floor = max(med.get("decode", 0.0), decoded / bandwidth)
         print(f"\n{name}: {rb.height} x {rb.width}, {stored / 1e6:.1f} MB on disk, "
               f"{decoded / 1e6:.1f} MB decoded; counts {counts.pop() if counts else '-'}")

@@ -193,8 +193,10 @@ def detect(
     dye_threshold: Optional[int] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
-    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the body image."),
-    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the dye image."),
+    body_dataset: Optional[str] = typer.Option(
+        None, help="HDF5 dataset or Zarr array of the body image."),
+    dye_dataset: Optional[str] = typer.Option(
+        None, help="HDF5 dataset or Zarr array of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
     allow_external: bool = _allow_external_option(),
     strict: bool = _strict_option(),
@@ -618,8 +620,10 @@ def preview(
     dye_threshold: Optional[int] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
-    body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the body image."),
-    dye_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset or Zarr array of the dye image."),
+    body_dataset: Optional[str] = typer.Option(
+        None, help="HDF5 dataset or Zarr array of the body image."),
+    dye_dataset: Optional[str] = typer.Option(
+        None, help="HDF5 dataset or Zarr array of the dye image."),
     page: int = typer.Option(0, min=0, help="TIFF page (IFD) to read, in both files."),
     allow_external: bool = _allow_external_option(),
     strict: bool = _strict_option(),

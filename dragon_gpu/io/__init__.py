@@ -15,7 +15,8 @@ from .base import Encoding, Kind, MaskReader, PixelRule, Polarity, default_thres
 from .selector import is_url, split_selector
 
 __all__ = ["Encoding", "Kind", "MaskReader", "PixelRule", "Polarity", "default_threshold",
-           "open_mask", "resolve_rule", "register_format", "sniff_format", "split_selector", "is_url"]
+           "open_mask", "resolve_rule", "register_format", "sniff_format",
+           "split_selector", "is_url"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

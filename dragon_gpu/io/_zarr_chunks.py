@@ -18,6 +18,7 @@ import imagecodecs
 import numpy as np
 
 from ..errors import CorruptInputError
+from ._decode import pread_exact
 
 #: codec name -> bounded decoder (``out=`` of the chunk's size); None: stored raw.
 DECODERS = {"none": None, "zstd": imagecodecs.zstd_decode, "gzip": imagecodecs.gzip_decode,
@@ -93,8 +94,6 @@ class ChunkFiles:
             if size > 2 * self.nbytes + 4096:
                 raise CorruptInputError(f"chunk {key!r} stores {size} bytes for {self.nbytes} "
                                         "decoded bytes, more than any encoder writes", r.path)
-            from ._decode import pread_exact
-
             raw = pread_exact(fd, 0, size, scratch(size, "raw"))
         finally:
             os.close(fd)

@@ -105,8 +105,9 @@ def plane_index(names: list[str], shape: tuple[int, ...], selection: Selection,
     listing = describe_axes(names, shape)
     for key in selection.axes:
         if key not in lower[:-2]:
-            raise UnsupportedInputError(f"selector {selection.text!r}: the image has no axis {key!r} to "
-                             f"select (axes: {listing}; rows and columns are the last two)", where)
+            raise UnsupportedInputError(
+                f"selector {selection.text!r}: the image has no axis {key!r} to select (axes: "
+                f"{listing}; rows and columns are the last two)", where)
     index = []
     for name, size in zip(lower[:-2], shape[:-2]):
         value = selection.axes.get(name)
@@ -122,11 +123,12 @@ def plane_index(names: list[str], shape: tuple[int, ...], selection: Selection,
             labels = [str(c) for c in (channel_labels or [])]
             if name != "c" or value not in labels:
                 known = f" (channel names: {', '.join(labels)})" if labels else ""
-                raise UnsupportedInputError(f"selector {selection.text!r}: no channel named {value!r}"
-                                 f"{known}", where)
+                raise UnsupportedInputError(
+                    f"selector {selection.text!r}: no channel named {value!r}{known}", where)
             value = labels.index(value)
         if not 0 <= value < size:
-            raise UnsupportedInputError(f"selector {selection.text!r}: {name}={value} is outside the axis "
-                             f"{name} of {size} (axes: {listing})", where)
+            raise UnsupportedInputError(
+                f"selector {selection.text!r}: {name}={value} is outside the axis {name} of "
+                f"{size} (axes: {listing})", where)
         index.append(value)
     return tuple(index)
