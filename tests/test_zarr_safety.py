@@ -139,7 +139,7 @@ def test_huge_declared_shape_and_chunks_allocate_nothing(tmp_path):
 
 def test_a_folder_without_zarr_metadata_is_not_an_image(tmp_path):
     (tmp_path / "d").mkdir()
-    _one_line_error(_detect(tmp_path / "d", tmp_path / "d"), "not an image file or a Zarr")
+    _one_line_error(_detect(tmp_path / "d", tmp_path / "d"), "nor a Zarr store")
 
 
 def test_zip_store_is_recognised_by_content(tmp_path, gray):

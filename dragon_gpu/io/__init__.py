@@ -86,7 +86,8 @@ def sniff_format(path: str) -> str:
     if stat.S_ISDIR(mode):
         if looks_like_zarr(path):
             return "zarr"
-        raise MissingInputError("is a directory, not an image file or a Zarr store", path)
+        raise MissingInputError("is a directory, not an image file (nor a Zarr store: no "
+                                "zarr.json, .zarray or .zgroup in it)", path)
     if not stat.S_ISREG(mode):
         # A FIFO or a device would block or never end; an image is a regular file.
         raise MissingInputError("is not a regular file (a pipe, socket or device?)", path)
@@ -112,7 +113,7 @@ def sniff_format(path: str) -> str:
             if fh.read(8) == _HDF5_MAGIC:
                 return "hdf5"
             offset *= 2
-    raise UnsupportedInputError("is not a TIFF, HDF5 or Zarr file", path)
+    raise UnsupportedInputError("is not a TIFF or HDF5 file, nor a Zarr store", path)
 
 
 def open_mask(path, *, page: int = 0, dataset: str | None = None,
