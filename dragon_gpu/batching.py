@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 from .errors import DragonError, UsageError
 from .io._decode import usable_cores
+from .io._output import non_regular_kind
 from .pipeline import DetectOptions, DetectResult
 
 __all__ = ["BatchReport", "ManifestError", "Pair", "ResultsFileError", "RESULT_COLUMNS",
@@ -334,6 +335,10 @@ class ResultsLog:
         folder = os.path.dirname(self.path)
         if os.path.isdir(self.path):
             raise ResultsFileError("is a directory; --out needs a file name", self.path)
+        kind = non_regular_kind(self.path)
+        if kind is not None:  # a pipe or device cannot be fsynced, re-read or resumed from
+            raise ResultsFileError(f"is {kind}; --out must be a regular file (a later run "
+                                   "resumes from it)", self.path)
         if not os.path.isdir(folder):
             raise ResultsFileError("its folder does not exist", self.path)
         self._fd = self._open_locked(self.path)

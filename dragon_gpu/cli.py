@@ -2,7 +2,8 @@
 
 A command parses its options, makes one library call and renders the result. This module is the
 only place that knows about exit codes and terminals: library errors (:class:`DragonError`) become
-exit 2 with one line on stderr, Ctrl-C becomes exit 130, anything else is a bug (exit 1).
+exit 2 with one line on stderr, Ctrl-C becomes exit 130 and SIGTERM exit 143, anything else is a
+bug (exit 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Optional
 import typer
 
 from . import __version__
+from ._signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from .errors import DragonError, UsageError
 from .io.base import Polarity
 
@@ -42,14 +44,18 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> "typer.Exit":
 
 
 def cli_errors(func):
-    """Turn library errors into exit 2 and Ctrl-C into exit 130, each with one line on stderr."""
+    """Turn library errors into exit 2, Ctrl-C into exit 130 and SIGTERM into exit 143, each with
+    one line on stderr (SIGTERM runs the cleanup Ctrl-C runs: see :mod:`dragon_gpu._signals`)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
         except DragonError as exc:
             raise fail(f"error: {exc}") from None
+        except Terminated:
+            raise fail("terminated", EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             raise fail("interrupted", EXIT_INTERRUPTED) from None
         except BrokenPipeError:
@@ -112,8 +118,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 class _ProgressBar:
     """A rich progress bar on stderr, shown only when stderr is a terminal."""
 
-    def __init__(self, description: str, enabled: bool = True):
-        self.enabled = enabled and sys.stderr.isatty()
+    def __init__(self, description: str, enabled: bool = True, console=None):
+        self._console = console  # a rich Console to draw on instead of stderr (tests)
+        self.enabled = enabled and (console is not None or sys.stderr.isatty())
         self._progress = None
         self._task = None
         self.description = description
@@ -124,10 +131,13 @@ class _ProgressBar:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
+            # Each time says what it is: "elapsed 0:00:12 remaining 0:01:40".
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("rows"),
-                                      TimeElapsedColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      MofNCompleteColumn(), TextColumn("rows  elapsed"),
+                                      TimeElapsedColumn(), TextColumn("remaining"),
+                                      TimeRemainingColumn(),
+                                      console=self._console or Console(stderr=True),
+                                      transient=True)
             self._progress.__enter__()
         return self
 
@@ -195,7 +205,8 @@ def detect(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     preview: Optional[Path] = typer.Option(
         None, "--preview", metavar="PNG", help="Also draw the overlay picture (as dragon-gpu "
-                                               "preview does) from the same pass, into this PNG."),
+                                               "preview does) from the same pass, into this file "
+                                               "(.png, .jpg, .tif, .webp or .bmp)."),
     max_side: int = typer.Option(2048, "--max-side", help="Longest side of the --preview "
                                                           "picture, legend included."),
     scheduler: Optional[str] = typer.Option(
@@ -224,7 +235,7 @@ def detect(
     if preview is not None:
         from .preview import DetectPreview
 
-        picture = DetectPreview(preview, max_side=max_side)
+        picture = DetectPreview(preview, max_side=max_side, inputs=(body, dye))
     with _ProgressBar("detect", enabled=not quiet) as bar:
         if scheduler is None:
             result = run_detect(body, dye, options, progress=bar.update,
@@ -487,9 +498,13 @@ def generate(
         None, "--rows-per-strip", "--chunk-rows", min=1,
         help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
     as_json: bool = typer.Option(False, "--json", help="Print truth.json's object on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace a pair already in OUTDIR "
+                                                      "(refused without it)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary "
+                                                            "(--json still prints its object)."),
 ):
-    """Generate a realistic body/dye pair with exact ground truth (truth.json), streaming."""
+    """Generate a realistic body/dye pair with exact ground truth (truth.json), streaming. The
+    pair is written to temporaries and published whole or not at all."""
     from .simulate import generate as run_generate
 
     if size is not None and (height is not None or width is not None):
@@ -502,8 +517,10 @@ def generate(
         truth = run_generate(outdir, height=height, width=width, seed=seed, kind=kind.value,
                              fmt=fmt.value, encoding=encoding.value, compression=compression,
                              cancer_rate=cancer_rate, speckle=speckle,
-                             rows_per_strip=rows_per_strip, progress=bar.update)
-    _render_truth(truth, as_json)
+                             rows_per_strip=rows_per_strip, progress=bar.update,
+                             force=force)
+    if as_json or not quiet:
+        _render_truth(truth, as_json)
 
 
 class ConvertEncoding(str, Enum):
@@ -532,7 +549,8 @@ def convert(
     polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False,
         help="Between a mask and an image: members are dark (a body) or bright (lit dye). "
-             "Required for such conversions."),
+             "Required for such conversions, except a 1-bit TIFF to a mask (default: its set "
+             "bits are the members, as generate writes them)."),
     threshold: Optional[int] = typer.Option(
         None, help="Gray inputs to 1 bit: brightness from which a pixel is white "
                    "(default: half the range, 128 for uint8, as detect)."),
@@ -573,8 +591,9 @@ def preview(
     body: Path = typer.Argument(..., help="Body image (TIFF or HDF5)."),
     dye: Path = typer.Argument(..., help="Dye image of the same shape."),
     output: Path = typer.Option(..., "--output", "-o", metavar="PNG",
-                                help="The PNG to write (written to a temporary name, then "
-                                     "renamed)."),
+                                help="The picture to write; the suffix names the format: .png, "
+                                     ".jpg, .tif, .webp or .bmp (written to a temporary name, "
+                                     "then renamed)."),
     max_side: int = typer.Option(2048, "--max-side", help="Longest side of the picture in "
                                                           "pixels, legend included (at least "
                                                           "256)."),
@@ -627,6 +646,9 @@ def main() -> None:
             message = " ".join(exc.format_message().split())
             typer.echo(f"dragon-gpu: error: {message}{hint}", err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        typer.echo("dragon-gpu: terminated", err=True)
+        sys.exit(EXIT_TERMINATED)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("dragon-gpu: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

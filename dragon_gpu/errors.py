@@ -77,3 +77,8 @@ class GpuUnavailableError(DragonError, RuntimeError):
 
 class GpuError(DragonError, RuntimeError):
     """A usable GPU failed while counting (a CUDA error other than running out of memory)."""
+
+
+class OutputError(UsageError, OSError):
+    """An output cannot be written: its target is not a regular file, is an input, or the disk
+    (or ``ulimit -f``) ran out while writing it. Nothing is left under its final name."""
