@@ -236,12 +236,12 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
     from .streaming import prefetch
 
     src, dst = os.fspath(src), os.fspath(dst)
-    fmt = _format_of(dst, fmt)
-    if encoding is not None and encoding not in ENCODINGS:
-        raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
     # Before the input is opened: a FIFO, device, directory or the input itself is refused
     # without reading anything (compared by inode, so another name of the input is caught too).
     check_target(dst, (src,))
+    fmt = _format_of(dst, fmt)
+    if encoding is not None and encoding not in ENCODINGS:
+        raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
     start = time.perf_counter()
     with open_mask(src, page=page, dataset=dataset, allow_external=allow_external) as reader:
         if encoding is None:

@@ -42,7 +42,7 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISSOCK, "a socket"))
 #: errno -> why a write failed, in words (the errno name follows, for searching).
 _REASONS = {errno.ENOSPC: "no space left on the device",
-            errno.EFBIG: "the file size limit was reached (ulimit -f)",
+            errno.EFBIG: "the file size limit was reached",
             errno.EDQUOT: "the disk quota is exceeded",
             errno.EROFS: "the filesystem is read-only",
             errno.EACCES: "permission denied",
@@ -180,6 +180,8 @@ def translate_write_error(exc: BaseException, where: str) -> DragonError | None:
             return None  # a RuntimeError without a system error is a bug, not a full disk
     if code in _REASONS:
         reason = f"{_REASONS[code]} ({errno.errorcode[code]})"
+        if code == errno.EFBIG:
+            reason = reason[:-1] + ", see ulimit -f)"
     elif code is not None:
         reason = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
     else:
