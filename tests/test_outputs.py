@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from dragon_gpu.errors import OutputError
