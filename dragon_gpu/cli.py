@@ -275,7 +275,8 @@ class _BatchProgress:
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("pairs"), RateColumn(),
-                                      TimeElapsedColumn(), TextColumn("ETA"),
+                                      TextColumn("elapsed"), TimeElapsedColumn(),
+                                      TextColumn("remaining"),
                                       TimeRemainingColumn(), console=Console(stderr=True),
                                       transient=True)
             self._progress.__enter__()
