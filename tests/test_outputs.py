@@ -293,6 +293,52 @@ def test_preview_past_ulimit_f_is_one_line_and_leaves_nothing(pair, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs (root only; skipped where mounting is not permitted)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("command", ["generate-tiff", "generate-hdf5", "convert-tiff",
+                                     "convert-hdf5", "preview"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(pair, small_disk, command):
+    body, dye = pair
+    big = tmp = small_disk / "pair"
+    args = {
+        "generate-tiff": ["generate", big, "--size", 1024, "--encoding", "u8",
+                          "--compression", "none"],
+        "generate-hdf5": ["generate", big, "--size", 1024, "--encoding", "u8",
+                          "--compression", "none", "--format", "hdf5"],
+        "convert-tiff": ["convert", body, small_disk / "b.tif", "--encoding", "u16",
+                         "--compression", "none"],
+        "convert-hdf5": ["convert", body, small_disk / "b.h5", "--encoding", "u16",
+                         "--compression", "none"],
+        "preview": ["preview", body, dye, "-o", small_disk / "p.bmp", "--max-side", 2048],
+    }[command]
+    if command.startswith("convert"):
+        # 160 x 160 u16 is 51 KiB: fill the disk first so that it does not fit.
+        filler = small_disk / "filler"
+        with open(filler, "wb") as fh:
+            fh.write(b"\0" * (512 * 1024 - 32 * 1024))
+    proc = _run(*args)
+    _one_line_error(proc, "ENOSPC", "nothing was left under its name")
+    names = sorted(n for n in os.listdir(small_disk) if n != "filler")
+    assert names == (["pair"] if command.startswith("generate") else [])
+    if command.startswith("generate"):
+        assert os.listdir(tmp) == []
+
+
 def test_a_full_disk_is_an_output_error_and_leaves_nothing(pair, tmp_path, monkeypatch):
     from dragon_gpu.convert import convert
     from dragon_gpu.io import writers
