@@ -414,7 +414,7 @@ def info(
     for key, value in facts.items():
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
     if summary is not None:
-        typer.echo(f"histogram: {summary['pixels']} pixels, values {summary['min']}..."
+        typer.echo(f"histogram: {summary['pixels']} pixels, values {summary['min']} to "
                    f"{summary['max']} ({summary['levels']} distinct), mean {summary['mean']:.4f}"
                    " (of displayed brightness)")
         typer.echo("thresholds (bright is value >= t; the body is value < t):")

@@ -278,7 +278,8 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     with open_pair(body_path, dye_path, opts, rows) as pair:
-        total = sum(b.rows for b in pair.blocks) * autothreshold.passes(opts, pair, watch is not None)
+        passes = autothreshold.passes(opts, pair, watch is not None)
+        total = sum(b.rows for b in pair.blocks) * passes
         done = 0
 
         def tick(n: int) -> None:

@@ -52,7 +52,7 @@ def files(tmp_path):
     return tmp_path, body, dye
 
 
-# -- the per-block functions -------------------------------------------------------------------------
+# -- the per-block functions -----------------------------------------------------------------------
 def test_blocks_are_bincounts():
     rng = np.random.default_rng(1)
     a = rng.integers(0, 65536, (37, 29), dtype=np.uint16)
@@ -77,7 +77,7 @@ def test_counts_from_joint_for_every_rule():
                         int(b.sum()), int((b & d).sum()), int(d.sum()))
 
 
-# -- detect --------------------------------------------------------------------------------------------
+# -- detect ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["otsu", "li", "triangle", "yen", "isodata", "mean"])
 def test_u8_pair_is_one_pass(files, method, monkeypatch):
     folder, body, dye = files
@@ -186,7 +186,7 @@ def test_resolve_thresholds_for_row_range_tasks(files):
     assert (part.body, part.dye_in_body, part.dye) == want_counts(body[:5], dye[:5], tb, td)
 
 
-# -- CLI: detect, info --histogram, preview, batch ---------------------------------------------------
+# -- CLI: detect, info --histogram, preview, batch -------------------------------------------------
 def test_cli_detect_methods(files):
     folder, body, dye = files
     run = runner.invoke(app, ["detect", str(folder / "body.tif"), str(folder / "dye.tif"),

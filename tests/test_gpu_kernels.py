@@ -43,9 +43,9 @@ def test_every_cu_compiles_for_sm90(tmp_path):
         ptx = (tmp_path / file).with_suffix(".ptx").read_text()
         entries |= set(re.findall(r"\.entry\s+(\w+)", ptx))
     tags = ("packed", "u8", "u16")
-    wanted = {"probe", "histogram_u8", "histogram_u16", "histogram_u8_u8"} | {kernel_for(make_encoding(b, 9, 1, True),
-                                     make_encoding(d, 9, 1, True)).name
-                          for b in tags for d in tags}
+    wanted = {"probe", "histogram_u8", "histogram_u16", "histogram_u8_u8"}
+    wanted |= {kernel_for(make_encoding(b, 9, 1, True), make_encoding(d, 9, 1, True)).name
+               for b in tags for d in tags}
     assert entries == wanted
 
 
@@ -132,7 +132,7 @@ def test_emulated_kernels_accumulate_without_reset(emulated):
     assert counters.tolist() == (5 * once).tolist()
 
 
-# -- the histogram kernel ---------------------------------------------------------------------------
+# -- the histogram kernel --------------------------------------------------------------------------
 def emulate_histogram(libs, arrays, grid_parts: int, hist=None, rng=None):
     """Run the histogram kernel of ``arrays`` (one plane, or two uint8 planes) over
     ``grid_parts`` parts of the pixels (times the kernel's slices); returns the histogram."""

@@ -152,7 +152,7 @@ def test_empty_histogram_is_refused():
         th.compute("minimum", np.ones(256, np.int64))
 
 
-# -- exact recomputations, where float32 counts make skimage differ ---------------------------------
+# -- exact recomputations, where float32 counts make skimage differ --------------------------------
 def big_histogram():
     """A 100k x 100k-sized histogram (10**10 pixels) of 40 values with two near-equal modes:
     float32 cannot hold its counts (spacing 1024 at 1e10), so the float criterion ties or flips
