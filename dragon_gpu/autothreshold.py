@@ -73,6 +73,9 @@ class Chosen:
     body_method: str | None = None
     dye_method: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the rules' texts (they name the method), for drivers that count with the integers
+    body_rule: str | None = None
+    dye_rule: str | None = None
 
     def as_dict(self) -> dict:
         return {"body_threshold": self.body, "dye_threshold": self.dye,
@@ -219,7 +222,8 @@ def encodings_with(body: MaskReader, dye: MaskReader, opts, picked=None, warning
         else:
             used[role] = (None, None)
     chosen = Chosen(body=used["body"][0], dye=used["dye"][0], body_method=used["body"][1],
-                    dye_method=used["dye"][1], warnings=list(warnings))
+                    dye_method=used["dye"][1], warnings=list(warnings),
+                    body_rule=out[0].rule.text, dye_rule=out[1].rule.text)
     return out[0], out[1], chosen
 
 

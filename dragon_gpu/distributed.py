@@ -390,5 +390,5 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=plan.shape,
         verdict=decide(total, opts.cutoff),
         backend="+".join(sorted(backends)) or "none", seconds=seconds,
-        body_rule=plan.body_rule, dye_rule=plan.dye_rule,
+        body_rule=chosen.body_rule or plan.body_rule, dye_rule=chosen.dye_rule or plan.dye_rule,
         warnings=chosen.warnings + coverage_warnings(total, plan.shape), thresholds=chosen)
