@@ -242,3 +242,20 @@ def test_batch_rows_carry_the_thresholds(files):
     assert row["status"] == "ok"
     assert (row["body_threshold"], row["dye_threshold"]) == (sk_t("li", body), sk_t("li", dye))
     assert row["body_threshold_method"] == row["dye_threshold_method"] == "li"
+
+
+def test_detect_preview_with_a_method(files):
+    """detect --preview draws from the counting pass, so a method takes its histogram pass
+    first; the picture's counts are checked against the engine's by DetectPreview.write."""
+    pytest.importorskip("PIL")
+    folder, body, dye = files
+    run = runner.invoke(app, ["detect", str(folder / "body.tif"), str(folder / "dye.tif"),
+                              "--threshold", "yen", "--preview", str(folder / "d.png"),
+                              "--json", "--device", "cpu"])
+    assert run.exit_code == 0, run.output
+    d = json.loads(run.stdout)
+    tb, td = sk_t("yen", body), sk_t("yen", dye)
+    assert (d["body_threshold"], d["dye_threshold"]) == (tb, td)
+    assert (d["body_pixels"], d["dye_in_body_pixels"], d["dye_pixels"]) == want_counts(
+        body, dye, tb, td)
+    assert (folder / "d.png").stat().st_size > 0
