@@ -41,13 +41,15 @@ __all__ = ["BatchReport", "ManifestError", "Pair", "ResultsFileError", "RESULT_C
 #: Keys of the detect JSON (:meth:`DetectResult.to_dict`), in its order.
 DETECT_KEYS = ("version", "body_path", "dye_path", "shape", "body_pixels", "dye_in_body_pixels",
                "dye_outside_body_pixels", "dye_pixels", "fraction", "cutoff", "cancer", "backend",
-               "seconds", "pixels_per_second", "body_rule", "dye_rule", "warnings")
+               "seconds", "pixels_per_second", "body_rule", "dye_rule", "warnings",
+               "body_threshold", "dye_threshold", "body_threshold_method", "dye_threshold_method")
 #: Columns of RESULTS.csv.
 RESULT_COLUMNS = ("id", "status", "error") + DETECT_KEYS
 #: Values kept as text in RESULTS.csv; every other value is written as JSON text (numbers,
 #: true/false, lists) and an absent value (null) as an empty cell.
 _TEXT_KEYS = frozenset({"id", "status", "error", "version", "body_path", "dye_path", "cutoff",
-                        "backend", "body_rule", "dye_rule"})
+                        "backend", "body_rule", "dye_rule", "body_threshold_method",
+                        "dye_threshold_method"})
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"

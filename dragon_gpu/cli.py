@@ -83,11 +83,15 @@ def parse_memory(text: str) -> int:
 # factory per option, so each command gets its own OptionInfo and the help is written once.
 def _threshold_option(role: str | None = None):
     if role is None:
-        return typer.Option(None, help="Gray level splitting dark from bright in 8/16-bit images "
-                                       "(default: half the range, 128 for uint8).")
+        return typer.Option(None, metavar="LEVEL|METHOD",
+                            help="Gray level splitting dark from bright in 8/16-bit images "
+                                 "(default: half the range, 128 for uint8), or a method computed "
+                                 "exactly on each gray image's histogram, as scikit-image's "
+                                 "threshold_<method>: otsu, li, triangle, yen, isodata, mean.")
     extra = "; for pairs of different bit depths" if role == "body" else ""
-    return typer.Option(None, help=f"Threshold for the {role} image only (overrides "
-                                   f"--threshold{extra}).")
+    return typer.Option(None, metavar="LEVEL|METHOD",
+                        help=f"Threshold (a gray level or a method) for the {role} image only "
+                             f"(overrides --threshold{extra}).")
 
 
 def _polarity_option(role: str):
@@ -168,12 +172,21 @@ def _render_detect(result: dict, as_json: bool) -> None:
         f"dye pixels outside body: {result['dye_outside_body_pixels']}",
         f"body rule: {result['body_rule']}",
         f"dye rule: {result['dye_rule']}",
+        _thresholds_line(result),
         f"backend: {result['backend']}, {result['seconds']:.3f} s, "
         f"{(result['pixels_per_second'] or 0) / 1e9:.3f} Gpixel/s",
     ]
     typer.echo("\n".join(lines))
     for w in result["warnings"]:
         typer.echo(f"dragon-gpu: warning: {w}", err=True)
+
+
+def _thresholds_line(result: dict) -> str:
+    parts = []
+    for role in ("body", "dye"):
+        t, method = result.get(f"{role}_threshold"), result.get(f"{role}_threshold_method")
+        parts.append(f"{role} none (no gray levels)" if t is None else f"{role} {t} ({method})")
+    return "thresholds: " + ", ".join(parts)
 
 
 @app.command()
@@ -191,9 +204,9 @@ def detect(
                                      help="Exit 2 instead of falling back to the CPU."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
@@ -344,9 +357,9 @@ def batch(
     require_gpu: bool = typer.Option(False, "--require-gpu",
                                      help="A pair fails instead of falling back to the CPU."),
     memory: str = typer.Option("1GiB", help="Memory budget of each worker, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every body image."),
@@ -387,18 +400,38 @@ def info(
     sample: bool = typer.Option(True, "--sample/--no-sample",
                                 help="Decode a sample of rows to measure the decode cost."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    histogram: bool = typer.Option(False, "--histogram",
+                                   help="Also stream the exact histogram of a gray image and "
+                                        "print its summary and the threshold each method "
+                                        "(otsu, li, ...) would choose (reads the whole file)."),
+    memory: str = typer.Option("1GiB", help="Memory budget of --histogram's pass."),
 ):
     """Describe an input: shape, bit depth, layout, compression, pixel rules, decode cost."""
     from .inspect import describe_file
 
     facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
                           sample=sample)
+    if histogram:
+        from .autothreshold import histogram_of
+        from .thresholds import describe_histogram
+
+        hist, _ = histogram_of(file, page=page, dataset=dataset, allow_external=allow_external,
+                               memory=parse_memory(memory))
+        facts["histogram"] = describe_histogram(hist)
     if as_json:
         typer.echo(json.dumps(facts))
         return
+    summary = facts.pop("histogram", None)
     width = max(len(k) for k in facts)
     for key, value in facts.items():
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+    if summary is not None:
+        typer.echo(f"histogram: {summary['pixels']} pixels, values {summary['min']} to "
+                   f"{summary['max']} ({summary['levels']} distinct), mean {summary['mean']:.4f}"
+                   " (of displayed brightness)")
+        typer.echo("thresholds (bright is value >= t; the body is value < t):")
+        for name, t in summary["methods"].items():
+            typer.echo(f"  {name:<9} t = {t}")
 
 
 @app.command()
@@ -600,9 +633,9 @@ def preview(
                                                           "256)."),
     cutoff: str = typer.Option("0.10", help="Cutoff of the verdict shown in the legend."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),

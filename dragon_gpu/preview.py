@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import closing
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -342,8 +342,11 @@ class DetectPreview:
         if self.overlay.counts != result.counts:
             raise RuntimeError(f"preview counts {self.overlay.counts} differ from the engine's "
                                f"{result.counts}")
-        return _write(self.path, self.overlay, self.layout, result.body_path, result.dye_path,
-                      result.verdict.cutoff_text, result.backend)
+        chosen = getattr(result, "thresholds", None)
+        drawn = _write(self.path, self.overlay, self.layout, result.body_path, result.dye_path,
+                       result.verdict.cutoff_text, result.backend,
+                       chosen.describe() if chosen is not None else None)
+        return replace(drawn, thresholds=chosen)
 
 
 # -- the standalone pass ---------------------------------------------------------------------------
@@ -359,6 +362,8 @@ class PreviewResult:
     legend_height: int
     counts: Counts
     legend: list[str]
+    #: the thresholds used (:class:`dragon_gpu.autothreshold.Chosen`)
+    thresholds: object = None
 
 
 def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFAULT_MAX_SIDE,
@@ -387,6 +392,8 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         Sizes of the picture and the exact counts of the pair (an empty body is drawn, not
         refused: the picture is how one finds out why).
     """
+    from .autothreshold import passes, resolve
+    from .engines.cpu import CpuEngine
     from .pipeline import _options, open_pair
     from .streaming import prefetch
 
@@ -395,18 +402,27 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     plan_layout((1, 1), max_side)
     check_output(Path(os.fspath(png_path)), (body_path, dye_path))
     with open_pair(body_path, dye_path, opts) as pair:
+        # A threshold method first streams the histograms it needs (a pass of its own).
+        total = pair.body.height * passes(opts, pair, watching=True)
+        done = 0
+
+        def tick(rows: int) -> None:
+            nonlocal done
+            done += rows
+            if progress is not None:
+                progress(done, total)
+
+        pair, chosen, _ = resolve(pair, opts, CpuEngine(), tick, watching=True)
         body, dye, blocks = pair.body, pair.dye, pair.blocks
         layout = plan_layout(body.shape, max_side)
         overlay = Overlay(body.shape, pair.body_enc, pair.dye_enc, layout.scale)
-        done = 0
         with closing(prefetch((body, dye), blocks)) as ring:
             for rows, (b, d) in ring:
                 overlay.add_rows(rows.row_start, b, d)
-                done += rows.rows
-                if progress is not None:
-                    progress(done, body.height)
-    return _write(Path(os.fspath(png_path)), overlay, layout, os.fspath(body_path),
-                  os.fspath(dye_path), opts.cutoff, None)
+                tick(rows.rows)
+    drawn = _write(Path(os.fspath(png_path)), overlay, layout, os.fspath(body_path),
+                   os.fspath(dye_path), opts.cutoff, None, chosen.describe())
+    return replace(drawn, thresholds=chosen)
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -465,12 +481,14 @@ def _fit(draw, text: str, font, room: int) -> str:
 
 
 def _write(path: Path, overlay: Overlay, layout: Layout, body_path: str, dye_path: str,
-           cutoff: str, backend: str | None) -> PreviewResult:
+           cutoff: str, backend: str | None, thresholds: str | None = None) -> PreviewResult:
     inputs = (body_path, dye_path)
     if not overlay.complete:
         raise RuntimeError("the overlay is missing rows")
     lines = legend_lines(overlay.counts, overlay.shape, overlay.scale, body_path, dye_path, cutoff,
                          backend)
+    if thresholds:  # the legend has room for a fourth line (LEGEND_LINES)
+        lines.append(thresholds)
     image = render(overlay, layout, lines)
     write_picture(image, path, inputs)
     return PreviewResult(str(path), overlay.shape, overlay.scale, overlay.out_shape,

@@ -11,6 +11,9 @@ slot waits (on the GPU) for the kernel that last used the slot, the kernel waits
 and the host waits only for a block's copy to finish before the prefetch ring may overwrite that
 block's pinned buffer. The counters are read once, at the end. Memory is bounded by the rings:
 ``depth + 1`` pinned block pairs on the host and ``slots`` block pairs on each device.
+
+Histograms (:meth:`CudaEngine.histogram`) stream the same way on the first device, with the
+histogram kernel adding into a device uint64 histogram instead of three counters.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import GpuUnavailableError, MemoryBudgetError, UsageError
-from ...io.base import Encoding, MaskReader
+from ...io.base import Encoding, MaskReader, PixelRule
 from ...model import Counts, RowRange
 from ...streaming import prefetch
 from ..base import Engine, Progress
 from ._device import as_gpu_error, is_out_of_memory, probe_device
 from ._kernels import get_function
-from ._plan import (THREADS, device_nbytes, grid_size, kernel_for, max_rows, split_for_devices,
-                    sub_blocks, work_items)
+from ._plan import (THREADS, device_nbytes, grid_size, histogram_for, histogram_grid, kernel_for,
+                    max_rows, split_for_devices, sub_blocks, work_items)
 
 #: Largest block pair (body + dye rows) a device pipeline streams at once: large enough that a
 #: copy runs at the bus's full speed, small enough that three pinned pairs and two device pairs
@@ -73,6 +76,30 @@ class KernelLauncher:
         grid = grid_size(work_items(self.spec, rows, self.width), self._sms)
         self._fn((grid,), (THREADS,),
                  (body, dye, np.uint32(rows), np.uint32(self.width), *self._rules, counters))
+
+
+class HistogramLauncher:
+    """The histogram kernel of one plane (or a uint8 pair), loaded on one device.
+
+    Calling it launches the kernel on the current CuPy stream; it adds the histogram of ``rows``
+    rows to ``hist`` (a device uint64 array of ``spec.bins``) and returns at once.
+    """
+
+    def __init__(self, device: int, encs: Sequence[Encoding]):
+        import cupy
+
+        self.spec = histogram_for(encs)
+        self.width = encs[0].width
+        self._fn = get_function(device, self.spec.file, self.spec.name)
+        self._sms = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
+
+    def __call__(self, buffers, rows: int, hist) -> None:
+        if rows * self.width > (1 << 31) - 1:
+            raise ValueError(f"{rows} rows of {self.width} pixels exceed one launch")
+        grid = histogram_grid(self.spec, rows * self.width, self._sms)
+        a = buffers[0]
+        b = buffers[1] if len(buffers) > 1 else buffers[0]
+        self._fn((grid,), (THREADS,), (a, b, np.uint32(rows), np.uint32(self.width), hist))
 
 
 class CudaEngine(Engine):
@@ -131,6 +158,21 @@ class CudaEngine(Engine):
                                          tick, None)
         return self._count_on_devices(body, body_enc, dye, dye_enc, runs, tick)
 
+    def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+                  progress: Progress | None = None) -> np.ndarray:
+        """The exact histogram (see :meth:`Engine.histogram`), streamed through the first GPU
+        with the counting pipeline's rings; equal bit for bit to the CPU's."""
+        encs = tuple(Encoding(r.packed, r.width, r.dtype, _NO_RULE) for r in readers)
+        bins = histogram_for(encs).bins  # rows without a kernel fail before any work
+        blocks = [b for b in blocks if b.rows]
+        if not blocks:
+            return np.zeros(bins, np.int64)
+        cap = max_rows(encs[0].width, sum(e.row_nbytes for e in encs), self.max_block_nbytes)
+        acc = self._count_on_device(self.devices[0], readers, encs, None, None,
+                                    sub_blocks(blocks, cap), _SafeProgress(progress), None,
+                                    histogram=True)
+        return acc.astype(np.int64)
+
     # -- several devices --------------------------------------------------------------------------
     def _count_on_devices(self, body, body_enc, dye, dye_enc, runs, tick) -> Counts:
         # Readers serve one thread at a time: the pipelines share each reader behind a lock
@@ -153,13 +195,19 @@ class CudaEngine(Engine):
             return Counts.total(f.result() for f in futures)
 
     # -- one device -------------------------------------------------------------------------------
-    def _count_on_device(self, device, body, body_enc, dye, dye_enc, blocks, tick, stop) -> Counts:
+    def _count_on_device(self, device, body, body_enc, dye, dye_enc, blocks, tick, stop,
+                         histogram: bool = False):
         """Counts of ``blocks`` on ``device``; on running out of memory before any block was
-        done, retries with blocks half as large."""
+        done, retries with blocks half as large. With ``histogram``, ``body`` / ``body_enc`` are
+        the tuples of readers and encodings to histogram and the result is the histogram."""
         rows = max(b.rows for b in blocks)
         while True:
-            run = _DeviceStream(device, body, body_enc, dye, dye_enc, self.prefetch_depth,
-                                self.device_slots, tick, stop)
+            if histogram:
+                run = _DeviceStream(device, body, body_enc, self.prefetch_depth,
+                                    self.device_slots, tick, stop, histogram=True)
+            else:
+                run = _DeviceStream(device, (body, dye), (body_enc, dye_enc),
+                                    self.prefetch_depth, self.device_slots, tick, stop)
             try:
                 return run.count(sub_blocks(blocks, rows))
             except BaseException as exc:
@@ -180,17 +228,18 @@ class CudaEngine(Engine):
 class _DeviceStream:
     """One pass of the pipeline over some blocks on one device (see the module docstring)."""
 
-    def __init__(self, device, body, body_enc, dye, dye_enc, depth, slots, tick, stop):
+    def __init__(self, device, readers, encs, depth, slots, tick, stop, histogram=False):
         self.device = device
-        self.readers = (body, dye)
-        self.encs = (body_enc, dye_enc)
+        self.readers = tuple(readers)
+        self.encs = tuple(encs)
+        self.histogram = histogram
         self.depth = depth
         self.slots = slots
         self.tick = tick
         self.stop = stop
         self.rows_done = 0
 
-    def count(self, blocks: list[RowRange]) -> Counts:
+    def count(self, blocks: list[RowRange]):
         import cupy
 
         with cupy.cuda.Device(self.device):
@@ -198,16 +247,23 @@ class _DeviceStream:
             compute_stream = cupy.cuda.Stream(non_blocking=True)
             return self._count(blocks, copy_stream, compute_stream)
 
-    def _count(self, blocks, copy_stream, compute_stream) -> Counts:
+    def _count(self, blocks, copy_stream, compute_stream):
         import cupy
         import cupyx
         from cupy.cuda import runtime
 
-        body_enc, dye_enc = self.encs
-        launch = KernelLauncher(self.device, body_enc, dye_enc)
+        if self.histogram:
+            launch = HistogramLauncher(self.device, self.encs)
+            size = launch.spec.bins
+        else:
+            kernel = KernelLauncher(self.device, *self.encs)
+            size = 3
+
+            def launch(buffers, rows, acc):
+                kernel(buffers[0], buffers[1], rows, acc)
         largest = max(b.rows for b in blocks)
         with compute_stream:  # zeroed on the stream that adds to them
-            counters = cupy.zeros(3, dtype=cupy.uint64)
+            counters = cupy.zeros(size, dtype=cupy.uint64)
         slots = [tuple(cupy.empty(device_nbytes(largest, enc), dtype=cupy.uint8)
                        for enc in self.encs) for _ in range(self.slots)]
         copied = [cupy.cuda.Event(block=True, disable_timing=True) for _ in slots]
@@ -232,7 +288,7 @@ class _DeviceStream:
                 copied[s].record(copy_stream)
                 compute_stream.wait_event(copied[s])
                 with compute_stream:
-                    launch(slots[s][0], slots[s][1], rows.rows, counters)
+                    launch(slots[s], rows.rows, counters)
                 consumed[s].record(compute_stream)
                 used[s] = True
                 # The prefetch ring overwrites these pinned buffers once the next block is asked
@@ -247,8 +303,14 @@ class _DeviceStream:
             _quiet_sync(copy_stream)
             ring.close()
             _quiet_sync(compute_stream)
+        if self.histogram:
+            return counters.get()
         body, dye, both = (int(v) for v in counters.get())
         return Counts(body=body, dye_in_body=both, dye=dye)
+
+
+#: the rule of a histogrammed input's Encoding: histograms ignore it.
+_NO_RULE = PixelRule(1, True, "histogram")
 
 
 class _Cancelled(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 KERNEL_DIR = Path(__file__).resolve().with_name("kernels")
 #: every ``.cu`` file the engine compiles.
-KERNEL_FILES = ("probe.cu", "packed_packed.cu", "plane_plane.cu", "mixed.cu")
+KERNEL_FILES = ("probe.cu", "packed_packed.cu", "plane_plane.cu", "mixed.cu", "histogram.cu")
 #: NVRTC options. None: NVRTC targets the device the module is compiled for, and the sources
 #: need no particular C++ standard.
 COMPILE_OPTIONS: tuple[str, ...] = ()

@@ -134,3 +134,50 @@ def split_for_devices(blocks: Sequence[RowRange], devices: int) -> list[list[Row
         runs[k].append(block)
         done += block.rows
     return runs
+
+
+# -- histograms -----------------------------------------------------------------------------------
+#: Bins a shared-memory slice of the histogram kernel holds (``DRAGON_SLICE_BINS``).
+SLICE_BINS = 8192
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """A histogram kernel of ``histogram.cu``: its name, bins and shared-memory slices."""
+
+    name: str
+    bins: int
+    file: str = "histogram.cu"
+
+    @property
+    def slices(self) -> int:
+        return max(1, self.bins // SLICE_BINS)
+
+
+def histogram_for(encs: Sequence[Encoding]) -> HistogramSpec:
+    """The kernel histogramming one uint8/uint16 plane, or two uint8 planes jointly.
+
+    Raises
+    ------
+    ValueError
+        For packed rows, or a pair that is not two uint8 planes.
+    """
+    tags = [encoding_tag(e) for e in encs]
+    if tags == ["u8"]:
+        return HistogramSpec("histogram_u8", 256)
+    if tags == ["u16"]:
+        return HistogramSpec("histogram_u16", 65536)
+    if tags == ["u8", "u8"]:
+        if encs[0].width != encs[1].width:
+            raise ValueError(f"widths differ: {encs[0].width} and {encs[1].width}")
+        return HistogramSpec("histogram_u8_u8", 65536)
+    raise ValueError(f"no histogram kernel for {' x '.join(tags)} rows")
+
+
+def histogram_grid(spec: HistogramSpec, pixels: int, multiprocessors: int,
+                   threads: int = THREADS) -> int:
+    """Thread blocks of a histogram launch: a multiple of ``spec.slices`` (every slice gets the
+    same parts of the pixels), about ``BLOCKS_PER_SM`` per multiprocessor in all, at least one
+    part, and no more parts than the pixels need."""
+    parts = max(1, min(-(-pixels // threads), multiprocessors * BLOCKS_PER_SM // spec.slices))
+    return parts * spec.slices
