@@ -91,6 +91,9 @@ class FakeGpu:
         self.fail_launch = fail_launch
         self.launches: list[tuple[int, str, int]] = []  # (device, kernel, rows)
         self.allocated = [0] * devices
+        # Freed device memory stays in the pool until free_all_blocks(), as in CuPy's pinned pool
+        # (CuPy's device pool also frees it when an allocation fails; this model is stricter).
+        self.cached = [0] * devices
         self.largest_allocation = 0
         self.fail_compile = fail_compile
         self.dead: set[int] = set()
@@ -99,6 +102,7 @@ class FakeGpu:
         self.pinned = 0
         self.pinned_peak = 0
         self.pinned_pool_held = 0
+        self.pinned_memory: int | None = None  # bytes of pinned host memory; more fails
         self._streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
         self._local = threading.local()
@@ -123,6 +127,9 @@ class FakeGpu:
 
     def pin(self, nbytes: int) -> None:
         with self._lock:
+            limit = self.pinned_memory
+            if nbytes > 0 and limit is not None and self.pinned + nbytes > limit:
+                raise CUDARuntimeError(2, "cudaErrorMemoryAllocation: out of memory")
             self.pinned += nbytes
             self.pinned_peak = max(self.pinned_peak, self.pinned)
 
@@ -245,7 +252,11 @@ class FakeGpu:
         def set_limit(size=None, fraction=None):
             gpu.device_memory = size or None
 
-        pool = types.SimpleNamespace(free_all_blocks=lambda: None, set_limit=set_limit)
+        def free_device_pool():
+            with gpu._lock:
+                gpu.cached[gpu.device] = 0
+
+        pool = types.SimpleNamespace(free_all_blocks=free_device_pool, set_limit=set_limit)
         pinned_pool = types.SimpleNamespace(free_all_blocks=free_pinned_pool)
         runtime = types.SimpleNamespace(
             getDeviceCount=lambda: gpu.devices, memcpyAsync=memcpy_async,
@@ -267,9 +278,14 @@ class FakeGpu:
         monkeypatch.setitem(__import__("sys").modules, "cupy.cuda", cuda)
         monkeypatch.setitem(__import__("sys").modules, "cupyx", cupyx)
         # Forget what an earlier test probed, compiled or marked dead, and its device threads.
-        from dragon_gpu.engines.gpu import _context, _device, _kernels
+        from dragon_gpu.engines.gpu import _device, _kernels
 
-        _context.forget()
+        try:
+            from dragon_gpu.engines.gpu import _context
+        except ImportError:  # an engine without device threads
+            pass
+        else:
+            _context.forget()
         monkeypatch.setattr(_device, "_probed", {})
         monkeypatch.setattr(_kernels, "_modules", {})
         monkeypatch.setattr(_kernels, "_functions", {})
@@ -347,7 +363,8 @@ class FakeArray:
         nbytes = self.host.nbytes
         with gpu._lock:
             limit = gpu.device_memory
-            if limit is not None and gpu.allocated[self.device] + nbytes > limit:
+            held = gpu.allocated[self.device] + gpu.cached[self.device]
+            if limit is not None and held + nbytes > limit:
                 raise OutOfMemoryError(f"out of memory allocating {nbytes} bytes")
             gpu.allocated[self.device] += nbytes
             gpu.largest_allocation = max(gpu.largest_allocation, nbytes)
@@ -361,6 +378,7 @@ class FakeArray:
         try:
             with self.gpu._lock:
                 self.gpu.allocated[self.device] -= self.nbytes
+                self.gpu.cached[self.device] += self.nbytes
         except Exception:
             pass
 
