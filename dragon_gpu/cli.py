@@ -299,6 +299,8 @@ def _render_batch(report, as_json: bool) -> None:
                  + (f" ({rate:.2f} pairs/s)" if rate else "")
                  + (f"; {summary['skipped']} already done were skipped" if summary["skipped"]
                     else "")]
+        if summary.get("gpu_workers"):
+            lines.append(f"workers: {summary['gpu_workers']}")
         if summary["out"]:
             lines.append(f"results: {summary['out']}")
         typer.echo("\n".join(lines))
