@@ -51,7 +51,7 @@ def count(engine, body, body_enc, dye, dye_enc, rows, progress=None):
     return c.body, c.dye, c.dye_in_body
 
 
-# -- item 3: the probe loads every kernel ----------------------------------------------------------
+# -- the probe loads every kernel ------------------------------------------------------------------
 def test_a_counting_kernel_that_does_not_compile_makes_the_gpu_unusable(gpu):
     gpu.fail_compile = "count_packed_plane_u16"
     why = probe_device(0)
@@ -90,7 +90,7 @@ def test_auto_is_silent_only_when_there_is_no_gpu(gpu):
     assert lines == [] and probe_device(0) == "no CUDA device"
 
 
-# -- item 2: CuPy's kernel cache --------------------------------------------------------------------
+# -- CuPy's kernel cache ---------------------------------------------------------------------------
 def test_an_unwritable_kernel_cache_is_the_reason(gpu, tmp_path, monkeypatch):
     from dragon_gpu.engines.gpu._device import cache_problem
 
@@ -108,7 +108,7 @@ def test_an_unwritable_kernel_cache_is_the_reason(gpu, tmp_path, monkeypatch):
     assert cache_problem() is None  # a folder that can be created is fine
 
 
-# -- item 4: sticky errors ---------------------------------------------------------------------------
+# -- sticky errors ---------------------------------------------------------------------------------
 def test_a_sticky_error_marks_the_device_dead(gpu):
     rng = np.random.default_rng(2)
     body, body_enc = random_block(rng, "packed", 8, 64)
@@ -166,7 +166,7 @@ def test_a_sticky_error_is_one_line_without_destructor_noise(workdir, tmp_path):
         f"{failure}); using the CPU"], run.stderr
 
 
-# -- item 5: pinned memory -----------------------------------------------------------------------------
+# -- pinned memory ---------------------------------------------------------------------------------
 def test_the_pinned_ring_is_exactly_planned_and_freed_after_the_pair(gpu):
     rng = np.random.default_rng(4)
     height, width = 30, 50
@@ -215,7 +215,7 @@ def test_out_of_memory_retry_frees_the_failed_attempt_first(gpu):
     assert gpu.allocated[0] == 0 and gpu.pinned == 0
 
 
-# -- item 6: only the named devices ---------------------------------------------------------------
+# -- only the named devices ------------------------------------------------------------------------
 def test_device_1_never_touches_device_0(gpu):
     rng = np.random.default_rng(7)
     body, body_enc = random_block(rng, "u8", 25, 33)
@@ -227,7 +227,7 @@ def test_device_1_never_touches_device_0(gpu):
     assert {d for d, _, _ in gpu.launches} == {1}
 
 
-# -- item 8: the launcher's checks ------------------------------------------------------------------
+# -- the launcher's checks -------------------------------------------------------------------------
 def test_launcher_refuses_bad_buffers(gpu):
     import cupy
 
@@ -255,7 +255,7 @@ def test_launcher_refuses_bad_buffers(gpu):
     _context.on_device(0, check)
 
 
-# -- item 9: small things ---------------------------------------------------------------------------
+# -- small things ----------------------------------------------------------------------------------
 def test_progress_advances_when_a_kernel_has_run(gpu):
     rng = np.random.default_rng(8)
     body, body_enc = random_block(rng, "u8", 30, 40)

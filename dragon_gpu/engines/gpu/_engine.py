@@ -30,8 +30,8 @@ from ..base import Engine, Progress
 from ._context import mark_dead, submit
 from ._device import as_gpu_error, is_out_of_memory, probe
 from ._kernels import get_function
-from ._plan import (ALIGN, THREADS, device_nbytes, grid_size, kernel_for, max_rows, split_for_devices,
-                    sub_blocks, work_items)
+from ._plan import (ALIGN, THREADS, device_nbytes, grid_size, kernel_for, max_rows,
+                    split_for_devices, sub_blocks, work_items)
 
 #: Largest block pair (body + dye rows) a device pipeline streams at once: large enough that a
 #: copy runs at the bus's full speed, small enough that three pinned pairs and two device pairs
