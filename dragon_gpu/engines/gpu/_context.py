@@ -26,11 +26,15 @@ _previous_hook = None
 _local = threading.local()
 
 
-def _select(device: int) -> None:
-    import cupy
+def _run(device: int, fn, args):
+    # The first task on the thread makes its device current (a failure is that task's error,
+    # and the next task tries again); later tasks find it current.
+    if getattr(_local, "device", None) != device:
+        import cupy
 
-    _local.device = device
-    cupy.cuda.runtime.setDevice(device)
+        cupy.cuda.runtime.setDevice(device)
+        _local.device = device
+    return fn(*args)
 
 
 def submit(device: int, fn, *args) -> Future:
@@ -39,9 +43,8 @@ def submit(device: int, fn, *args) -> Future:
         pool = _executors.get(device)
         if pool is None:
             pool = _executors[device] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"dragon-cuda{device}", initializer=_select,
-                initargs=(device,))
-    return pool.submit(fn, *args)
+                1, thread_name_prefix=f"dragon-cuda{device}")
+    return pool.submit(_run, device, fn, args)
 
 
 def on_device(device: int, fn, *args):

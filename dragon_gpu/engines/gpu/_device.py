@@ -126,7 +126,10 @@ def _probe(device: int) -> Probe:
             return Probe("no CUDA device", absent=True)
         if not 0 <= device < count:
             return Probe(f"there is no GPU {device} ({count} found)")
-        return on_device(device, _load_and_run, device)
+        try:
+            return on_device(device, _load_and_run, device)
+        except Exception as exc:  # making the device current failed
+            return Probe(f"GPU {device} cannot be used: {one_line(exc)}")
 
 
 def _load_and_run(device: int) -> Probe:

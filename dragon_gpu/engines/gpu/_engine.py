@@ -10,7 +10,9 @@ Events order the stages without the host waiting on the GPU: the copy of a block
 slot waits (on the GPU) for the kernel that last used the slot, the kernel waits for its copy,
 and the host waits only for a block's copy to finish before the prefetch ring may overwrite that
 block's pinned buffer. The counters are read once, at the end. Memory is bounded by the rings:
-``depth + 1`` pinned block pairs on the host and ``slots`` block pairs on each device.
+``depth + 1`` pinned block pairs on the host (allocated for the pair, exactly that size, and freed
+with it) and ``slots`` block pairs on each device. Each device's pipeline runs on that device's
+own thread (:mod:`._context`); a CUDA error other than out-of-memory marks the device dead.
 """
 
 from __future__ import annotations
