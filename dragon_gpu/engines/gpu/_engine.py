@@ -247,7 +247,6 @@ class _DeviceStream:
                 s = i % len(slots)
                 if used[s]:  # the GPU, not the host, waits for the kernel that last read slot s
                     copy_stream.wait_event(consumed[s])
-                    self._report(counted, wait_for=consumed[s])
                 for host, dev in zip(hosts, slots[s]):
                     runtime.memcpyAsync(dev.data.ptr, host.ctypes.data, host.nbytes, to_device,
                                         copy_stream.ptr)
@@ -273,12 +272,12 @@ class _DeviceStream:
         body, dye, both = (int(v) for v in counters.get())
         return Counts(body=body, dye_in_body=both, dye=dye)
 
-    def _report(self, counted: deque, wait_for=None) -> None:
+    def _report(self, counted: deque, wait_for: bool = False) -> None:
         """Advance progress by the blocks whose kernel has finished, in order (``wait_for``:
-        that event, or every one when ``True``, has been waited for)."""
+        the compute stream has been synchronised, so every one has)."""
         while counted:
             event, rows = counted[0]
-            if not (wait_for is True or event is wait_for or event.done):
+            if not (wait_for or event.done):
                 break
             counted.popleft()
             self.rows_done += rows
