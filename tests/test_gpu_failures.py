@@ -108,3 +108,22 @@ def test_device_1_creates_no_context_on_gpu_0(tmp_path):
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:2] == ["0 0", "1 1"], run.stdout
+
+
+def test_the_pinned_ring_stays_out_of_cupys_pinned_pool():
+    import cupy
+
+    from _gpu_cases import ArrayReader, numpy_counts, random_block
+    from dragon_gpu.engines.gpu import CudaEngine
+    from dragon_gpu.model import RowRange
+
+    pool = cupy.get_default_pinned_memory_pool()
+    pool.free_all_blocks()
+    rng = np.random.default_rng(600)
+    body, body_enc = random_block(rng, "u8", 300, 1000)
+    dye, dye_enc = random_block(rng, "packed", 300, 1000)
+    got = CudaEngine([0]).count_pair(ArrayReader(body, body_enc), body_enc,
+                                     ArrayReader(dye, dye_enc), dye_enc,
+                                     [RowRange(r, r + 50) for r in range(0, 300, 50)])
+    assert (got.body, got.dye, got.dye_in_body) == numpy_counts(body, body_enc, dye, dye_enc)
+    assert pool.n_free_blocks() == 0  # nothing was pinned through the pool, nothing stays
