@@ -324,6 +324,8 @@ def _render_batch(report, as_json: bool) -> None:
                  + (f" ({rate:.2f} pairs/s)" if rate else "")
                  + (f"; {summary['skipped']} already done were skipped" if summary["skipped"]
                     else "")]
+        if summary.get("gpu_workers"):
+            lines.append(f"workers: {summary['gpu_workers']}")
         if summary["out"]:
             lines.append(f"results: {summary['out']}")
         typer.echo("\n".join(lines))
@@ -348,7 +350,8 @@ def batch(
                    "(tcp://host:8786) joins a running one. Default: local worker processes."),
     workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (local pool or "
                                                              "--scheduler local); default: the "
-                                                             "usable cores."),
+                                                             "usable cores, or 2 per GPU with "
+                                                             "the CUDA engine."),
     cutoff: str = typer.Option("0.10", help="Cancer when dye in body > cutoff x body, strictly. "
                                             "A decimal (0.10) or a percent (10%), read exactly."),
     device: str = typer.Option("auto", help="auto (GPU 0 if usable, else CPU), cpu, N, or N,M; "

@@ -34,7 +34,9 @@ def kernel_workdir(tmp_path_factory):
 def fake_gpu(kernel_workdir, monkeypatch):
     gpu = FakeGpu(kernel_workdir, devices=2)
     gpu.install(monkeypatch)
-    return gpu
+    yield gpu
+    # A test that killed a fake context must not have its leftovers raise in later tests.
+    gpu.dead.clear()
 
 
 @pytest.fixture(params=["lazy", "eager-kernels"])

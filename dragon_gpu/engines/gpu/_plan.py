@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...io.base import Encoding
+from ...io.base import Encoding, PixelRule
 from ...model import RowRange
 
 #: Threads of a thread block; the in-kernel reduction needs a multiple of 32 (whole warps).
@@ -28,6 +28,7 @@ MAX_LAUNCH_PIXELS = (1 << 31) - 1
 #: allocation and every slot starts aligned.
 ALIGN = 16
 
+_ANY_RULE = PixelRule(1, True, "any")
 _KERNEL_FILES = {"packed_packed": "packed_packed.cu", "plane_plane": "plane_plane.cu",
                  "mixed": "mixed.cu"}
 
@@ -74,6 +75,22 @@ def kernel_for(body: Encoding, dye: Encoding) -> KernelSpec:
     if b == "packed":
         return KernelSpec(_KERNEL_FILES["mixed"], f"count_packed_plane_{d}", "bytes")
     return KernelSpec(_KERNEL_FILES["mixed"], f"count_plane_packed_{b}", "bytes")
+
+
+def all_kernels() -> list:
+    """Every kernel the engine can launch: one counting kernel per encoding pair, and the
+    histogram kernels (the probe loads them all, so a GPU that passes it can count any pair and
+    histogram any plane)."""
+    tags = [("packed", np.uint8), ("u8", np.uint8), ("u16", np.uint16)]
+    specs = []
+    for b, b_dtype in tags:
+        for d, d_dtype in tags:
+            body = Encoding(b == "packed", 8, np.dtype(b_dtype), _ANY_RULE)
+            dye = Encoding(d == "packed", 8, np.dtype(d_dtype), _ANY_RULE)
+            specs.append(kernel_for(body, dye))
+    specs += [HistogramSpec("histogram_u8", 256), HistogramSpec("histogram_u16", 65536),
+              HistogramSpec("histogram_u8_u8", 65536)]
+    return specs
 
 
 def work_items(spec: KernelSpec, rows: int, width: int) -> int:
