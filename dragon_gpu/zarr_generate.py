@@ -30,7 +30,7 @@ ZARR_FORMATS = ("zarr", "ome-zarr")
 
 def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: str | None = None,
                   rows_per_strip: int | None = None, levels: int = 1, progress=None,
-                  **kwargs) -> dict:
+                  force: bool = False, **kwargs) -> dict:
     """Generate a pair (see :func:`dragon_gpu.simulate.generate` for ``kwargs``) as Zarr.
 
     Returns
@@ -53,6 +53,13 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the output folder ({exc.strerror})", str(outdir)) from None
+    names = ("body.zarr", "dye.zarr") if fmt == "zarr" else ("image.ome.zarr",)
+    existing = [n for n in names + ("truth.json",) if os.path.lexists(outdir / n)]
+    if existing and not force:
+        from .errors import OutputError
+
+        raise OutputError(f"already holds {', '.join(existing)}; add --force to replace the "
+                          "pair", str(outdir))
     chunk = rows_per_strip or 1024
     with tempfile.TemporaryDirectory(dir=outdir, prefix=".generate-") as tmp:
         truth = generate(tmp, fmt="tiff", encoding=encoding, compression="zstd",
