@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
-from .io import Kind, Polarity, open_mask
+from .errors import OutputError, UsageError
+from .io import Kind, Polarity, open_mask, split_selector
 from .io.base import default_threshold
 from .io._output import check_target
 from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
@@ -248,8 +248,14 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
     src, dst = os.fspath(src), os.fspath(dst)
     # Before the input is opened: a FIFO, device, directory or the input itself is refused
     # without reading anything (compared by inode, so another name of the input is caught too).
-    check_target(dst, (src,))
     fmt = _format_of(dst, fmt)
+    location = split_selector(src)[0]
+    if fmt in ("zarr", "ome-zarr"):
+        # A Zarr output is a folder: ZarrImageWriter replaces only a Zarr store there.
+        if os.path.exists(dst) and os.path.exists(location) and os.path.samefile(location, dst):
+            raise OutputError("is the input store; write to another name", dst)
+    else:
+        check_target(dst, (location,))
     if encoding is not None and encoding not in ENCODINGS:
         raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
     start = time.perf_counter()

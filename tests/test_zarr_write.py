@@ -134,3 +134,12 @@ def test_generate_zarr_pair(tmp_path):
                                                           truth["dye_in_body_pixels"])
     got = detect(truth["body_path"], truth["dye_path"], device="cpu")
     assert got.counts.dye == truth["dye_pixels"]
+
+
+def test_generate_zarr_refuses_an_existing_pair_without_force(tmp_path):
+    args = ["generate", str(tmp_path / "g"), "--size", "128", "--format", "zarr", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--force" in again.output
+    assert runner.invoke(app, args + ["--force"]).exit_code == 0
+    assert sorted(os.listdir(tmp_path / "g")) == ["body.zarr", "dye.zarr", "truth.json"]

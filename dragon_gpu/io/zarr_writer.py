@@ -44,7 +44,9 @@ def _tmp_folder(path: str) -> str:
         from ._zarr_store import looks_like_zarr
 
         if os.path.islink(path) or not looks_like_zarr(path):
-            raise UsageError("exists and is not a Zarr store; refusing to replace it", path)
+            from ..errors import OutputError
+
+            raise OutputError("exists and is not a Zarr store; refusing to replace it", path)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.part")
     os.mkdir(tmp)
     return tmp
