@@ -48,6 +48,10 @@ class DetectOptions:
     page: int = 0
     allow_external: bool = False
     block_rows: int | None = None
+    #: ``--decode``: where compressed segments are inflated (auto, cpu, gpu)
+    decode: str = "auto"
+    #: ``--gpu-decoder``: what inflates LZ4 on the GPU (nvcomp, dali)
+    gpu_decoder: str = "nvcomp"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class DetectResult:
     body_rule: str
     dye_rule: str
     warnings: list[str] = field(default_factory=list)
+    #: which decode ran per input: "cpu", "nvcomp" or "dali" (None: not reported)
+    decode: dict | None = None
 
     @property
     def counts(self) -> Counts:
@@ -85,6 +91,7 @@ class DetectResult:
             "cutoff": self.verdict.cutoff_text,
             "cancer": self.verdict.cancer,
             "backend": self.backend,
+            "decode": dict(self.decode) if self.decode else {"body": "cpu", "dye": "cpu"},
             "seconds": round(self.seconds, 6),
             "pixels_per_second": round(pixels / self.seconds) if self.seconds > 0 else None,
             "body_rule": self.body_rule,
@@ -184,8 +191,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     """
     opts = _options(options, kwargs)
     start = time.perf_counter()
-    counts, shape, body_rule, dye_rule, backend = _count(body_path, dye_path, opts, None, progress,
-                                                         watch)
+    counts, shape, body_rule, dye_rule, backend, decode = _count(body_path, dye_path, opts, None,
+                                                                 progress, watch)
     seconds = time.perf_counter() - start
     verdict = decide(counts, opts.cutoff)
     if counts.body == 0:
@@ -195,7 +202,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
         verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
-        dye_rule=dye_rule, warnings=coverage_warnings(counts, shape))
+        dye_rule=dye_rule, warnings=coverage_warnings(counts, shape), decode=decode)
 
 
 def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | None = None,
@@ -261,8 +268,14 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
            progress: Callable[[int, int], None] | None, watch: Watch | None = None):
-    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend)."""
+    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, decode)."""
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    if opts.decode == "gpu" and not engine.name.startswith("cuda"):
+        raise UsageError(f"--decode gpu needs a usable GPU (the engine is {engine.name}); use "
+                         "--decode auto or cpu")
+    if opts.decode == "gpu" and watch is not None:
+        raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
+                         "on the host (use --decode auto)")
     with open_pair(body_path, dye_path, opts, rows) as pair:
         body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
                                                 pair.dye_enc, pair.blocks)
@@ -276,8 +289,16 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
                 progress(done, total)
 
         body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
+        decode = {"body": "cpu", "dye": "cpu"}
+        if engine.name.startswith("cuda") and opts.decode != "cpu" and watch is None:
+            # Only the CUDA engine imports the GPU decode path (the CPU path imports nothing new).
+            # A watched pass (the preview) needs the decoded rows on the host, so it keeps them.
+            from .engines.gpu.decode import prepare
+
+            engine, decode = prepare(engine, (body, dye), (body_path, dye_path), opts.decode,
+                                     opts.gpu_decoder, opts.memory)
         counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
-        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name
+        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name, decode
 
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:

@@ -158,8 +158,10 @@ class CudaEngine(Engine):
         done, retries with blocks half as large."""
         rows = max(b.rows for b in blocks)
         while True:
-            run = _DeviceStream(device, body, body_enc, dye, dye_enc, self.prefetch_depth,
-                                self.device_slots, tick, stop)
+            # A subclass may stream differently (the GPU-decode engine inflates on the device).
+            factory = getattr(self, "stream_factory", _DeviceStream)
+            run = factory(device, body, body_enc, dye, dye_enc, self.prefetch_depth,
+                          self.device_slots, tick, stop)
             try:
                 return run.count(sub_blocks(blocks, rows))
             except BaseException as exc:
