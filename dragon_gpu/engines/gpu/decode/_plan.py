@@ -79,10 +79,14 @@ class InputPlan:
                  + np.arange(self.across, dtype=np.int64)[None, :]).reshape(-1)
         counts = self.counts[index]
         decoded = self.decoded_size(index)
-        comp_at = np.concatenate([[0], np.cumsum(aligned(counts))])
+        # A zlib stream starts 2 bytes before an aligned address, so its deflate body (what
+        # the GPU inflates) is aligned.
+        lead = ALIGN - 2 if self.codec == "deflate" else 0
+        comp_at = np.concatenate([[0], np.cumsum(aligned(lead + counts))])
         dec_at = np.concatenate([[0], np.cumsum(aligned(decoded))])
         return BlockBatch(row_start, row_stop, first, index, self.offsets[index], counts,
-                          comp_at[:-1], int(comp_at[-1]), decoded, dec_at[:-1], int(dec_at[-1]))
+                          comp_at[:-1] + lead, int(comp_at[-1]), decoded, dec_at[:-1],
+                          int(dec_at[-1]))
 
     def damaged(self, index: int, why: str) -> CorruptInputError:
         """The reader's own one-line error for a segment that cannot be decoded."""
