@@ -171,3 +171,51 @@ def test_compressed_ring_stays_within_memory(fake_gpu, tmp_path):
         be, de = encodings(b, d, DetectOptions())
         got = engine.count_pair(b, be, d, de, blocks)
     assert (got.body, got.dye, got.dye_in_body) == want
+
+
+def test_dali_without_dali_is_exit_2_and_auto_falls_back(fake_gpu, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # not installed here
+    body, dye = _pair(tmp_path, "h5-u8-lz4")
+    with pytest.raises(UsageError, match="DALI is not installed"):
+        detect(body, dye, device="0", decode="gpu", gpu_decoder="dali")
+    assert detect(body, dye, device="0", gpu_decoder="dali").decode == {"body": "cpu",
+                                                                        "dye": "cpu"}
+    body2, dye2 = _pair(tmp_path, "tiff-u8-deflate-strips")
+    with pytest.raises(UsageError, match="dali inflates LZ4 only"):
+        detect(body2, dye2, device="0", decode="gpu", gpu_decoder="dali")
+
+
+def test_dali_graph_wiring():
+    """The DALI graph, with stand-ins for ``fn`` and ``types`` (DALI itself needs a GPU)."""
+    import types as pytypes
+
+    from dragon_gpu.engines.gpu.decode._dali import inflate_graph
+
+    calls = []
+
+    class Node:
+        def __init__(self, name):
+            self.name = name
+
+        def cpu(self):
+            return Node(self.name + ".cpu")
+
+    def external_source(**kw):
+        calls.append(("external_source", kw))
+        return Node("compressed"), Node("shapes")
+
+    def inflate(data, **kw):
+        calls.append(("inflate", data.name, {k: getattr(v, "name", v) for k, v in kw.items()}))
+        return Node("decoded")
+
+    fn = pytypes.SimpleNamespace(external_source=external_source,
+                                 decoders=pytypes.SimpleNamespace(inflate=inflate))
+    source = object()
+    out = inflate_graph(fn, pytypes.SimpleNamespace(UINT8="u8"), source)
+    assert out.name == "decoded"
+    assert calls[0] == ("external_source", {"source": source, "num_outputs": 2, "device": "gpu",
+                                            "batch": True, "no_copy": True})
+    assert calls[1] == ("inflate", "compressed", {"shape": "shapes.cpu", "algorithm": "LZ4",
+                                                  "dtype": "u8"})
