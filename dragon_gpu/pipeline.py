@@ -67,7 +67,8 @@ class DetectResult:
     body_rule: str
     dye_rule: str
     warnings: list[str] = field(default_factory=list)
-    #: which decode ran per input: "cpu", "nvcomp" or "dali" (None: not reported)
+    #: which decode ran per input: "cpu", "nvcomp" or "dali" (None: not known, as for a run
+    #: split across Dask workers)
     decode: dict | None = None
 
     @property
@@ -91,12 +92,13 @@ class DetectResult:
             "cutoff": self.verdict.cutoff_text,
             "cancer": self.verdict.cancer,
             "backend": self.backend,
-            "decode": dict(self.decode) if self.decode else {"body": "cpu", "dye": "cpu"},
             "seconds": round(self.seconds, 6),
             "pixels_per_second": round(pixels / self.seconds) if self.seconds > 0 else None,
             "body_rule": self.body_rule,
             "dye_rule": self.dye_rule,
             "warnings": list(self.warnings),
+            # added by the GPU decode path: where each input's segments were inflated
+            "decode": dict(self.decode) if self.decode is not None else None,
         }
 
 

@@ -134,7 +134,7 @@ def _h5_lzf(path, rng):
     return data
 
 
-# -- the batch layout decoded on the CPU ------------------------------------------------------------
+# -- the batch layout decoded on the CPU -----------------------------------------------------------
 def inflate_entries(codec, comp: np.ndarray, entries, dec: np.ndarray) -> list[int]:
     """Decode every entry of ``entries`` from ``comp`` into ``dec`` with the CPU codecs; returns
     the bytes each decoded to (what nvCOMP reports)."""

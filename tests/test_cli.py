@@ -29,6 +29,7 @@ DETECT_KEYS = {
     "dye_in_body_pixels": int, "dye_outside_body_pixels": int, "dye_pixels": int,
     "fraction": float, "cutoff": str, "cancer": bool, "backend": str, "seconds": (int, float),
     "pixels_per_second": int, "body_rule": str, "dye_rule": str, "warnings": list,
+    "decode": dict,
 }
 
 

@@ -219,3 +219,24 @@ def test_dali_graph_wiring():
                                             "batch": True, "no_copy": True})
     assert calls[1] == ("inflate", "compressed", {"shape": "shapes.cpu", "algorithm": "LZ4",
                                                   "dtype": "u8"})
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_gpu_failure_is_rechecked_on_the_cpu(fake_gpu, tmp_path, damaged):
+    """nvCOMP assumes valid streams, so damage may show as a GPU fault: the CPU reader then
+    decides between the reader's own error and the GPU's."""
+    from dragon_gpu.errors import GpuError
+
+    body, dye = _pair(tmp_path, "tiff-u8-deflate-strips")
+    if damaged:
+        _flip(body, 1, 12)
+    fake_gpu.fail_launch = "assemble_rows"
+    want = CorruptInputError if damaged else GpuError
+    with pytest.raises(want) as err:
+        detect(body, dye, device="0", decode="gpu")
+    if damaged:
+        with pytest.raises(CorruptInputError) as cpu:
+            detect(body, dye, device="cpu")
+        assert str(err.value) == str(cpu.value)  # word for word the CPU path's error
+    else:
+        assert "cudaErrorIllegalAddress" in str(err.value)

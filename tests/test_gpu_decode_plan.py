@@ -180,3 +180,40 @@ def test_adler32_finds_corruption():
     swapped[[10, 11]] = swapped[[11, 10]]  # reordered bytes: a plain sum would not see it
     if data[10] != data[11]:
         assert _adler.adler32(swapped, 8) != good
+
+
+# -- zstd frame header ---------------------------------------------------------------------------
+def test_zstd_content_size():
+    import imagecodecs
+
+    from dragon_gpu.engines.gpu.decode._plan import zstd_content_size
+
+    for n in (0, 1, 255, 256, 300, 65_791, 70_000, 1 << 20):
+        frame_bytes = imagecodecs.zstd_encode(bytes(n))
+        assert zstd_content_size(frame_bytes[:18]) == n
+    with pytest.raises(ValueError, match="magic"):
+        zstd_content_size(b"\x50\x2a\x4d\x18" + bytes(8))  # a skippable frame
+    with pytest.raises(ValueError, match="reserved"):
+        zstd_content_size(struct.pack("<I", 0xFD2FB528) + b"\x08" + bytes(8))
+    with pytest.raises(ValueError, match="dictionary"):
+        zstd_content_size(struct.pack("<I", 0xFD2FB528) + b"\x21\x05" + bytes(8))
+
+
+def test_zstd_frame_size_mismatch_is_the_readers_error(tmp_path):
+    from dragon_gpu.engines.gpu.decode._stream import _read_segments
+
+    path = tmp_path / "t.tif"
+    CASES["tiff-u16-zstd-tiles"](path, np.random.default_rng(0))
+    with open_mask(path) as reader:
+        plan, _ = plan_input(reader)
+        batch = plan.batch(0, 16)
+        ring = np.zeros(batch.comp_nbytes, np.uint8)
+        _read_segments(plan.fd, batch, ring)
+        frame(plan, batch, ring)  # intact
+        at = int(batch.comp_at[2])
+        fhd = ring[at + 4]
+        assert fhd >> 6 and (fhd >> 5) & 1  # content size present, single segment
+        ring[at + 5] ^= 0x01  # the first byte of the declared size
+        with pytest.raises(CorruptInputError, match=r"segment 2 cannot be decoded \(zstd frame "
+                                                    r"declares \d+ bytes, the segment holds 512"):
+            frame(plan, batch, ring)

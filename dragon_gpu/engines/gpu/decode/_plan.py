@@ -69,7 +69,8 @@ class InputPlan:
         size = np.full(len(index), full, dtype=np.int64)
         if not self.full_segments:
             band = index // self.across
-            size = np.minimum(self.seg_rows, self.height - band * self.seg_rows) * self.seg_row_bytes
+            rows = np.minimum(self.seg_rows, self.height - band * self.seg_rows)
+            size = rows * self.seg_row_bytes
         return size
 
     def batch(self, row_start: int, row_stop: int) -> "BlockBatch":
@@ -156,6 +157,37 @@ def zlib_body(head: bytes, tail: bytes, count: int) -> tuple[int, int, int]:
     return 2, count - 6, struct.unpack(">I", tail)[0]
 
 
+ZSTD_MAGIC = 0xFD2FB528
+
+
+def zstd_content_size(head: bytes) -> int | None:
+    """The decoded size a Zstandard frame header declares (None when it declares none).
+
+    ``head`` is the frame's first bytes (up to 18). nvCOMP's zstd decoder assumes valid input,
+    so what the header says is checked on the host first. Raises ``ValueError`` for a stream
+    that is not one zstd frame the GPU may inflate: another magic number (a skippable frame),
+    a reserved bit set, or a dictionary.
+    """
+    if len(head) < 5 or struct.unpack("<I", head[:4])[0] != ZSTD_MAGIC:
+        raise ValueError("not a zstd frame (bad magic number)")
+    fhd = head[4]
+    if fhd & 0x08:
+        raise ValueError("zstd frame header sets a reserved bit")
+    single = (fhd >> 5) & 1
+    dict_size = (0, 1, 2, 4)[fhd & 3]
+    fcs_size = (single, 2, 4, 8)[fhd >> 6]
+    at = 5 + (0 if single else 1)
+    if len(head) < at + dict_size + fcs_size:
+        raise ValueError("zstd frame header is cut short")
+    if dict_size and int.from_bytes(head[at:at + dict_size], "little"):
+        raise ValueError("zstd frame needs a dictionary")
+    at += dict_size
+    if not fcs_size:
+        return None
+    value = int.from_bytes(head[at:at + fcs_size], "little")
+    return value + 256 if fcs_size == 2 else value
+
+
 def lz4_blocks(data: np.ndarray, decoded: int) -> list[tuple[int, int, int, int, bool]]:
     """The blocks of one chunk in the HDF5 LZ4 filter's framing.
 
@@ -199,6 +231,18 @@ def frame(plan: InputPlan, batch: BlockBatch, ring: np.ndarray) -> Entries:
     """
     n = len(batch.index)
     if plan.codec == "zstd":
+        for i in range(n):
+            at, count = int(batch.comp_at[i]), int(batch.counts[i])
+            head = ring[at:at + min(count, 18)]
+            if plan.reverse_bits:
+                head = _REVERSE_BITS[head]
+            try:
+                size = zstd_content_size(head.tobytes())
+            except ValueError as exc:
+                raise plan.damaged(batch.index[i], str(exc)) from None
+            if size is not None and size != int(batch.decoded[i]):
+                raise plan.damaged(batch.index[i], f"zstd frame declares {size} bytes, the "
+                                   f"segment holds {int(batch.decoded[i])}")
         return Entries(batch.comp_at, batch.counts, batch.dec_at, batch.decoded, None, [],
                        np.arange(n))
     if plan.codec == "deflate":

@@ -21,9 +21,10 @@ import os
 
 import numpy as np
 
-from ....errors import CorruptInputError, MemoryBudgetError
-from ....model import RowRange
+from ....errors import InputError, MemoryBudgetError
+from ....model import Counts, RowRange
 from ....streaming import prefetch
+from .._device import is_out_of_memory
 from .._engine import CudaEngine, KernelLauncher, _Cancelled, _DeviceStream, _quiet_sync
 from .._kernels import get_function
 from .._plan import THREADS, device_nbytes, grid_size, sub_blocks
@@ -112,7 +113,6 @@ class _DecodeStream(_DeviceStream):
     def _count(self, blocks, copy_stream, compute_stream):
         import cupy
         import cupyx
-        from cupy.cuda import runtime
 
         launch = KernelLauncher(self.device, *self.encs)
         largest = max(b.rows for b in blocks)
@@ -135,42 +135,69 @@ class _DecodeStream(_DeviceStream):
         consumed = [cupy.cuda.Event(block=True, disable_timing=True) for _ in slots]
         used = [False] * len(slots)
         pending: list = []  # (event, checks) of the block queued last, checked after the next
+        unchecked: list[RowRange] = []  # blocks queued whose decode is not checked yet
         ring = prefetch(inputs, blocks, depth=self.depth, alloc=lambda inp, rows: inp.alloc(rows))
         try:
-            for i, (rows, jobs) in enumerate(ring):
-                if self.stop is not None and self.stop.is_set():
-                    raise _Cancelled()
-                s = i % len(slots)
-                if used[s]:
-                    copy_stream.wait_event(consumed[s])
-                for inp, job, slot in zip(inputs, jobs, slots[s]):
-                    inp.upload(runtime, job, slot, copy_stream)
-                copied[s].record(copy_stream)
-                compute_stream.wait_event(copied[s])
-                checks = []
-                with compute_stream:
-                    for inp, job, slot in zip(inputs, jobs, slots[s]):
-                        checks.append(inp.decode(cupy, runtime, job, slot, rows, compute_stream))
-                    launch(slots[s][0]["rows"], slots[s][1]["rows"], rows.rows, counters)
-                consumed[s].record(compute_stream)
-                used[s] = True
-                copied[s].synchronize()  # the pinned buffers are refilled once we ask for more
-                for event, done in pending:
-                    event.synchronize()
-                    _run_checks(done)
-                pending = [(consumed[s], checks)]
-                self.rows_done += rows.rows
-                self.tick(rows.rows)
-            compute_stream.synchronize()
-            for _event, done in pending:
-                _run_checks(done)
+            return self._run(ring, inputs, slots, copied, consumed, used, pending, unchecked,
+                             launch, counters, copy_stream, compute_stream)
+        except (InputError, _Cancelled):
+            raise
+        except Exception as exc:
+            # nvCOMP assumes valid streams: damage may surface as a GPU error rather than a bad
+            # size or checksum. The CPU readers decide, and give their own message.
+            if not is_out_of_memory(exc):
+                self._recheck_on_cpu(unchecked)
+            raise exc
         finally:
             _quiet_sync(copy_stream)
             ring.close()
             _quiet_sync(compute_stream)
-        body, dye, both = (int(v) for v in counters.get())
-        from ....model import Counts
 
+    def _recheck_on_cpu(self, unchecked) -> None:
+        """Decode ``unchecked`` blocks of every planned input on the CPU; raises the reader's
+        error for a damaged segment, returns if they all decode."""
+        for reader, plan in zip(self.readers, self.plans):
+            if plan is None:
+                continue
+            for rows in unchecked:
+                reader.read_rows(rows.row_start, rows.row_stop)
+
+    def _run(self, ring, inputs, slots, copied, consumed, used, pending, unchecked, launch,
+             counters, copy_stream, compute_stream):
+        import cupy
+        from cupy.cuda import runtime
+
+        for i, (rows, jobs) in enumerate(ring):
+            if self.stop is not None and self.stop.is_set():
+                raise _Cancelled()
+            s = i % len(slots)
+            unchecked.append(rows)
+            if used[s]:
+                copy_stream.wait_event(consumed[s])
+            for inp, job, slot in zip(inputs, jobs, slots[s]):
+                inp.upload(runtime, job, slot, copy_stream)
+            copied[s].record(copy_stream)
+            compute_stream.wait_event(copied[s])
+            checks = []
+            with compute_stream:
+                for inp, job, slot in zip(inputs, jobs, slots[s]):
+                    checks.append(inp.decode(cupy, runtime, job, slot, rows, compute_stream))
+                launch(slots[s][0]["rows"], slots[s][1]["rows"], rows.rows, counters)
+            consumed[s].record(compute_stream)
+            used[s] = True
+            copied[s].synchronize()  # the pinned buffers are refilled once we ask for more
+            for event, done in pending:
+                event.synchronize()
+                _run_checks(done)
+                del unchecked[0]
+            pending[:] = [(consumed[s], checks)]
+            self.rows_done += rows.rows
+            self.tick(rows.rows)
+        compute_stream.synchronize()
+        for _event, done in pending:
+            _run_checks(done)
+        unchecked.clear()
+        body, dye, both = (int(v) for v in counters.get())
         return Counts(body=body, dye_in_body=both, dye=dye)
 
 
@@ -275,14 +302,9 @@ class _GpuInput:
             self._k["reverse_bits"]((grid_size(n, self._sms),), (THREADS,), (comp, u32(0), u32(n)))
         handle = None
         if len(entries.comp_at):
-            try:
-                handle = self.decoder.decode(comp, entries.comp_at, entries.comp_size, dec,
-                                             entries.dec_at, entries.dec_size)
-            except Exception as exc:  # nvCOMP refuses a batch whose streams it cannot parse
-                raise CorruptInputError(
-                    f"a {plan.codec} {plan.unit} of rows {rows.row_start}-{rows.row_stop} "
-                    f"cannot be decoded ({str(exc).splitlines()[0] if str(exc) else exc})",
-                    plan.path) from None
+            # An exception here (nvCOMP refusing a stream) is rechecked on the CPU by the caller.
+            handle = self.decoder.decode(comp, entries.comp_at, entries.comp_size, dec,
+                                         entries.dec_at, entries.dec_size)
         for src, dst, nbytes in entries.stored:
             runtime.memcpyAsync(dec.data.ptr + dst, comp.data.ptr + src, nbytes,
                                 runtime.memcpyDeviceToDevice, stream.ptr)
