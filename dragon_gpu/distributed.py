@@ -387,4 +387,6 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
         verdict=decide(total, opts.cutoff),
         backend="+".join(sorted(backends)) or "none", seconds=seconds,
         body_rule=plan.body_rule, dye_rule=plan.dye_rule,
-        warnings=coverage_warnings(total, plan.shape))
+        warnings=coverage_warnings(total, plan.shape),
+        # The CPU engine always decodes on the CPU; what GPU workers inflated is not reported.
+        decode={"body": "cpu", "dye": "cpu"} if backends == {"cpu"} else None)

@@ -28,18 +28,18 @@ def load_dali():
     return fn, pipeline_def, types
 
 
-def inflate_graph(fn, types, source):
-    """The DALI graph: LZ4 samples from ``source`` inflated on the GPU.
+def inflate_graph(fn, types, samples, shapes):
+    """The DALI graph: LZ4 samples inflated on the GPU.
 
-    ``source`` is the external source callback; each call returns ``(samples, shapes)``: a list
-    of 1-D uint8 device arrays (compressed LZ4 blocks) and a list of 1-element int32 arrays
-    (their decoded sizes). Kept separate from :class:`DaliLz4Decoder` so the graph can be
-    checked wherever DALI imports.
+    ``samples`` and ``shapes`` are the external source callbacks; each call returns one batch:
+    a list of 1-D uint8 device arrays (compressed LZ4 blocks, fed without a copy) and a list of
+    1-element int32 host arrays (their decoded sizes; an argument input, so on the CPU). Kept
+    apart from :class:`DaliLz4Decoder` so the graph can be built wherever DALI imports.
     """
-    compressed, shapes = fn.external_source(source=source, num_outputs=2, device="gpu",
-                                            batch=True, no_copy=True)
-    return fn.decoders.inflate(compressed, shape=shapes.cpu() if hasattr(shapes, "cpu")
-                               else shapes, algorithm="LZ4", dtype=types.UINT8)
+    compressed = fn.external_source(source=samples, device="gpu", batch=True, no_copy=True,
+                                    name="compressed")
+    sizes = fn.external_source(source=shapes, device="cpu", batch=True, name="sizes")
+    return fn.decoders.inflate(compressed, shape=sizes, algorithm="LZ4", dtype=types.UINT8)
 
 
 class DaliLz4Decoder:
@@ -57,17 +57,16 @@ class DaliLz4Decoder:
 
     def __init__(self, device: int, max_batch: int):
         fn, pipeline_def, types = load_dali()
-        self._pending: list = []
+        self._samples: list = []
+        self._shapes: list = []
         self.device = device
         self.max_batch = max(1, int(max_batch))
 
-        def source():
-            return self._pending.pop(0)
-
         @pipeline_def(batch_size=self.max_batch, num_threads=1, device_id=int(device),
-                      exec_dynamic=True, prefetch_queue_depth=1)
+                      prefetch_queue_depth=1)
         def pipe():
-            return inflate_graph(fn, types, source)
+            return inflate_graph(fn, types, lambda: self._samples.pop(0),
+                                 lambda: self._shapes.pop(0))
 
         self._pipe = pipe()
         self._pipe.build()
@@ -87,7 +86,8 @@ class DaliLz4Decoder:
             samples = [comp[int(a):int(a) + int(n)]
                        for a, n in zip(comp_at[part], comp_size[part])]
             shapes = [np.array([int(n)], dtype=np.int32) for n in dec_size[part]]
-            self._pending.append((samples, shapes))
+            self._samples.append(samples)
+            self._shapes.append(shapes)
             (decoded,) = self._pipe.run()
             for i, (at, n) in enumerate(zip(dec_at[part], dec_size[part])):
                 view = cupy.asarray(decoded[i]).reshape(-1)  # zero-copy: __cuda_array_interface__

@@ -5,7 +5,8 @@ buffer; :func:`nvcomp.as_arrays` carves both into batches by offset tables (no c
 ``Codec.decode`` call inflates the whole batch on the given CUDA stream. Streams are raw
 (``BitstreamKind.RAW``): raw deflate bodies (the zlib header and trailer are handled by the
 caller), Zstandard frames, LZ4 blocks. Decoded sizes are known from the file's layout, so the
-decompression config is built from them and the call does not wait for the GPU.
+decompression config is built from them and the call does not wait for the GPU (where nvCOMP
+refuses that config, each call lets it parse the streams instead).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class BatchDecoder:
         self._nv = load_nvcomp()
         self.codec = codec
         self._stream = int(stream_ptr)
+        self._preconfigured = True
         self._codec = self._nv.Codec(algorithm=ALGORITHMS[codec], device_id=int(device),
                                      cuda_stream=self._stream,
                                      bitstream_kind=self._nv.BitstreamKind.RAW)
@@ -61,8 +63,15 @@ class BatchDecoder:
         srcs = nv.as_arrays(comp, [int(v) for v in comp_at], [int(v) for v in comp_size],
                             cuda_stream=self._stream)
         outs = nv.as_arrays(out, [int(v) for v in dec_at], sizes, cuda_stream=self._stream)
-        config = self._codec.decompression_config(self._codec.compression_config(sizes))
-        return self._codec.decode(srcs, out=outs, decompression_config=config)
+        if self._preconfigured:
+            try:
+                config = self._codec.decompression_config(self._codec.compression_config(sizes))
+                return self._codec.decode(srcs, out=outs, decompression_config=config)
+            except Exception:
+                # A build that cannot configure a RAW decode from sizes parses the streams
+                # itself (one stream synchronisation a call); damage still fails below.
+                self._preconfigured = False
+        return self._codec.decode(srcs, out=outs)
 
     @staticmethod
     def decoded_sizes(handle) -> list[int]:
