@@ -35,7 +35,7 @@ PAIRS = {
     "1-bit deflate TIFF": (dict(fmt="tiff", encoding="packed", compression="deflate"),
                            ["nvcomp"]),
     "8-bit gzip HDF5": (dict(fmt="hdf5", encoding="u8", compression="gzip"), ["nvcomp"]),
-    "8-bit deflate TIFF, noisy": (dict(fmt="tiff", encoding="u8", compression="deflate",
+    "8-bit deflate TIFF noisy": (dict(fmt="tiff", encoding="u8", compression="deflate",
                                        speckle=0.01), ["nvcomp"]),
     "8-bit zstd TIFF": (dict(fmt="tiff", encoding="u8", compression="zstd"), ["nvcomp"]),
     "8-bit LZ4 HDF5": (dict(fmt="hdf5", encoding="u8", compression="lz4"), ["nvcomp", "dali"]),
