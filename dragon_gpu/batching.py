@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from .errors import DragonError, UsageError
+from .gpu_batch import WorkerPlan, init_worker, lost_line, plan_workers, run_pair_on_gpu
 from .io._decode import usable_cores
+from .io._output import non_regular_kind
 from .pipeline import DetectOptions, DetectResult
 
 __all__ = ["BatchReport", "ManifestError", "Pair", "ResultsFileError", "RESULT_COLUMNS",
@@ -40,13 +43,15 @@ __all__ = ["BatchReport", "ManifestError", "Pair", "ResultsFileError", "RESULT_C
 #: Keys of the detect JSON (:meth:`DetectResult.to_dict`), in its order.
 DETECT_KEYS = ("version", "body_path", "dye_path", "shape", "body_pixels", "dye_in_body_pixels",
                "dye_outside_body_pixels", "dye_pixels", "fraction", "cutoff", "cancer", "backend",
-               "seconds", "pixels_per_second", "body_rule", "dye_rule", "warnings")
+               "seconds", "pixels_per_second", "body_rule", "dye_rule", "warnings",
+               "body_threshold", "dye_threshold", "body_threshold_method", "dye_threshold_method")
 #: Columns of RESULTS.csv.
 RESULT_COLUMNS = ("id", "status", "error") + DETECT_KEYS
 #: Values kept as text in RESULTS.csv; every other value is written as JSON text (numbers,
 #: true/false, lists) and an absent value (null) as an empty cell.
 _TEXT_KEYS = frozenset({"id", "status", "error", "version", "body_path", "dye_path", "cutoff",
-                        "backend", "body_rule", "dye_rule"})
+                        "backend", "body_rule", "dye_rule", "body_threshold_method",
+                        "dye_threshold_method"})
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -86,6 +91,8 @@ class BatchReport:
     seconds: float
     out: str | None = None
     crashed: list[str] = field(default_factory=list)
+    #: the workers chosen for a GPU batch ("4 workers on GPUs 0,1, 2 per GPU"), else empty.
+    gpu_workers: str = ""
 
     @property
     def ok(self) -> int:
@@ -108,7 +115,7 @@ class BatchReport:
         return {"pairs": len(self.records), "ok": self.ok, "errors": self.errors,
                 "cancer": self.cancer, "ran": self.ran, "skipped": self.skipped,
                 "seconds": round(self.seconds, 6), "pairs_per_second": self.pairs_per_second,
-                "out": self.out}
+                "out": self.out, "gpu_workers": self.gpu_workers or None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +341,10 @@ class ResultsLog:
         folder = os.path.dirname(self.path)
         if os.path.isdir(self.path):
             raise ResultsFileError("is a directory; --out needs a file name", self.path)
+        kind = non_regular_kind(self.path)
+        if kind is not None:  # a pipe or device cannot be fsynced, re-read or resumed from
+            raise ResultsFileError(f"is {kind}; --out must be a regular file (a later run "
+                                   "resumes from it)", self.path)
         if not os.path.isdir(folder):
             raise ResultsFileError("its folder does not exist", self.path)
         self._fd = self._open_locked(self.path)
@@ -507,35 +518,45 @@ def run_local(todo: Sequence[Pair], options: DetectOptions, emit: Emit, workers:
     time in a fresh one-process pool: the one that breaks it again gets an ``error`` row, the
     others their normal rows. Returns the ids of the pairs that crashed a worker.
     """
-    workers = usable_cores() if workers is None else workers
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
+    plan = plan_workers(options.device, workers, usable_cores())
+    workers = plan.workers
     decode_threads = max(1, usable_cores() // workers)
     queue: deque[Pair] = deque(todo)
     crashed: list[str] = []
     while queue:
-        suspects = _run_pool(queue, options, emit, workers, task, decode_threads)
+        suspects = _run_pool(queue, options, emit, workers, task, decode_threads, plan)
         for pair in suspects:
-            if _run_pool(deque([pair]), options, emit, 1, task, decode_threads):
+            if _run_pool(deque([pair]), options, emit, 1, task, decode_threads, plan):
                 crashed.append(pair.id)
                 emit(error_record(pair, CRASH_MESSAGE))
     return crashed
 
 
 def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, task,
-              decode_threads: int) -> list[Pair]:
-    """Run the queue until it is empty or the pool breaks; returns the pairs in flight then."""
-    pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker,
-                               initargs=(decode_threads,))
+              decode_threads: int, plan: WorkerPlan | None = None) -> list[Pair]:
+    """Run the queue until it is empty, the pool breaks or a worker's GPU died (see
+    :mod:`.gpu_batch`); returns the pairs in flight when it broke."""
+    context = _mp_context()
+    gpu = plan is not None and plan.devices is not None
+    slots = None
+    if gpu:
+        slots = context.Queue()
+        for device in plan.devices[:workers]:
+            slots.put(device)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                               initargs=(_init_worker, (decode_threads,), slots))
+    run = run_pair_on_gpu if gpu else run_pair
     in_flight: dict = {}
     suspects: list[Pair] = []
-    broken = clean = False
+    broken = clean = lost = False
     try:
         while queue or in_flight:
             # A short window keeps pairs in the queue (not in the pool) so a break loses little.
-            while not broken and queue and len(in_flight) < 2 * workers:
+            while not (broken or lost) and queue and len(in_flight) < 2 * workers:
                 try:
-                    future = pool.submit(run_pair, queue[0], options, task)
+                    future = pool.submit(run, queue[0], options, task)
                 except BrokenProcessPool:  # it broke since the last wait
                     broken = True
                     break
@@ -551,8 +572,16 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
                     suspects.append(pair)
                     broken = True
                     continue
+                if gpu:
+                    record, died = record
+                    if died and not lost:
+                        print(lost_line(record), file=sys.stderr)
+                    lost = lost or died
+                    if record is None:  # handed to a worker whose GPU had died: run it again
+                        queue.appendleft(pair)
+                        continue
                 emit(record)
-            if broken and not in_flight:
+            if (broken or lost) and not in_flight:
                 break
         clean = True
         return suspects
@@ -652,9 +681,11 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
 
         if progress is not None and todo:
             progress(None, 0, len(todo))
+        gpu_workers = ""
         if not todo:
             crashed: list[str] = []
         elif scheduler is None:
+            gpu_workers = plan_workers(opts.device, workers, usable_cores()).note
             crashed = run_local(todo, opts, emit, workers=workers, task=task)
         else:
             from .distributed import run_pairs
@@ -666,7 +697,8 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
             log.close()
     return BatchReport(records=[done[p.id] for p in pairs], ran=count,
                        skipped=len(pairs) - len(todo), seconds=seconds,
-                       out=None if log is None else log.path, crashed=crashed)
+                       out=None if log is None else log.path, crashed=crashed,
+                       gpu_workers=gpu_workers)
 
 
 def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers: int | None = None,

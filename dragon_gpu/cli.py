@@ -2,7 +2,8 @@
 
 A command parses its options, makes one library call and renders the result. This module is the
 only place that knows about exit codes and terminals: library errors (:class:`DragonError`) become
-exit 2 with one line on stderr, Ctrl-C becomes exit 130, anything else is a bug (exit 1).
+exit 2 with one line on stderr, Ctrl-C becomes exit 130 and SIGTERM exit 143, anything else is a
+bug (exit 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Optional
 import typer
 
 from . import __version__
+from ._signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from .errors import DragonError, UsageError
 from .io.base import Polarity
 
@@ -42,14 +44,18 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> "typer.Exit":
 
 
 def cli_errors(func):
-    """Turn library errors into exit 2 and Ctrl-C into exit 130, each with one line on stderr."""
+    """Turn library errors into exit 2, Ctrl-C into exit 130 and SIGTERM into exit 143, each with
+    one line on stderr (SIGTERM runs the cleanup Ctrl-C runs: see :mod:`dragon_gpu._signals`)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
         except DragonError as exc:
             raise fail(f"error: {exc}") from None
+        except Terminated:
+            raise fail("terminated", EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             raise fail("interrupted", EXIT_INTERRUPTED) from None
         except BrokenPipeError:
@@ -77,11 +83,15 @@ def parse_memory(text: str) -> int:
 # factory per option, so each command gets its own OptionInfo and the help is written once.
 def _threshold_option(role: str | None = None):
     if role is None:
-        return typer.Option(None, help="Gray level splitting dark from bright in 8/16-bit images "
-                                       "(default: half the range, 128 for uint8).")
+        return typer.Option(None, metavar="LEVEL|METHOD",
+                            help="Gray level splitting dark from bright in 8/16-bit images "
+                                 "(default: half the range, 128 for uint8), or a method computed "
+                                 "exactly on each gray image's histogram, as scikit-image's "
+                                 "threshold_<method>: otsu, li, triangle, yen, isodata, mean.")
     extra = "; for pairs of different bit depths" if role == "body" else ""
-    return typer.Option(None, help=f"Threshold for the {role} image only (overrides "
-                                   f"--threshold{extra}).")
+    return typer.Option(None, metavar="LEVEL|METHOD",
+                        help=f"Threshold (a gray level or a method) for the {role} image only "
+                             f"(overrides --threshold{extra}).")
 
 
 def _polarity_option(role: str):
@@ -112,8 +122,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 class _ProgressBar:
     """A rich progress bar on stderr, shown only when stderr is a terminal."""
 
-    def __init__(self, description: str, enabled: bool = True):
-        self.enabled = enabled and sys.stderr.isatty()
+    def __init__(self, description: str, enabled: bool = True, console=None):
+        self._console = console  # a rich Console to draw on instead of stderr (tests)
+        self.enabled = enabled and (console is not None or sys.stderr.isatty())
         self._progress = None
         self._task = None
         self.description = description
@@ -124,10 +135,13 @@ class _ProgressBar:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
+            # Each time says what it is: "elapsed 0:00:12 remaining 0:01:40".
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("rows"),
-                                      TimeElapsedColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      MofNCompleteColumn(), TextColumn("rows  elapsed"),
+                                      TimeElapsedColumn(), TextColumn("remaining"),
+                                      TimeRemainingColumn(),
+                                      console=self._console or Console(stderr=True),
+                                      transient=True)
             self._progress.__enter__()
         return self
 
@@ -158,12 +172,21 @@ def _render_detect(result: dict, as_json: bool) -> None:
         f"dye pixels outside body: {result['dye_outside_body_pixels']}",
         f"body rule: {result['body_rule']}",
         f"dye rule: {result['dye_rule']}",
+        _thresholds_line(result),
         f"backend: {result['backend']}, {result['seconds']:.3f} s, "
         f"{(result['pixels_per_second'] or 0) / 1e9:.3f} Gpixel/s",
     ]
     typer.echo("\n".join(lines))
     for w in result["warnings"]:
         typer.echo(f"dragon-gpu: warning: {w}", err=True)
+
+
+def _thresholds_line(result: dict) -> str:
+    parts = []
+    for role in ("body", "dye"):
+        t, method = result.get(f"{role}_threshold"), result.get(f"{role}_threshold_method")
+        parts.append(f"{role} none (no gray levels)" if t is None else f"{role} {t} ({method})")
+    return "thresholds: " + ", ".join(parts)
 
 
 @app.command()
@@ -181,9 +204,9 @@ def detect(
                                      help="Exit 2 instead of falling back to the CPU."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
@@ -202,7 +225,8 @@ def detect(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     preview: Optional[Path] = typer.Option(
         None, "--preview", metavar="PNG", help="Also draw the overlay picture (as dragon-gpu "
-                                               "preview does) from the same pass, into this PNG."),
+                                               "preview does) from the same pass, into this file "
+                                               "(.png, .jpg, .tif, .webp or .bmp)."),
     max_side: int = typer.Option(2048, "--max-side", help="Longest side of the --preview "
                                                           "picture, legend included."),
     scheduler: Optional[str] = typer.Option(
@@ -233,7 +257,7 @@ def detect(
     if preview is not None:
         from .preview import DetectPreview
 
-        picture = DetectPreview(preview, max_side=max_side)
+        picture = DetectPreview(preview, max_side=max_side, inputs=(body, dye))
     with _ProgressBar("detect", enabled=not quiet) as bar:
         if scheduler is None:
             result = run_detect(body, dye, options, progress=bar.update,
@@ -282,7 +306,8 @@ class _BatchProgress:
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("pairs"), RateColumn(),
-                                      TimeElapsedColumn(), TextColumn("ETA"),
+                                      TextColumn("elapsed"), TimeElapsedColumn(),
+                                      TextColumn("remaining"),
                                       TimeRemainingColumn(), console=Console(stderr=True),
                                       transient=True)
             self._progress.__enter__()
@@ -317,6 +342,8 @@ def _render_batch(report, as_json: bool) -> None:
                  + (f" ({rate:.2f} pairs/s)" if rate else "")
                  + (f"; {summary['skipped']} already done were skipped" if summary["skipped"]
                     else "")]
+        if summary.get("gpu_workers"):
+            lines.append(f"workers: {summary['gpu_workers']}")
         if summary["out"]:
             lines.append(f"results: {summary['out']}")
         typer.echo("\n".join(lines))
@@ -341,7 +368,8 @@ def batch(
                    "(tcp://host:8786) joins a running one. Default: local worker processes."),
     workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (local pool or "
                                                              "--scheduler local); default: the "
-                                                             "usable cores."),
+                                                             "usable cores, or 2 per GPU with "
+                                                             "the CUDA engine."),
     cutoff: str = typer.Option("0.10", help="Cancer when dye in body > cutoff x body, strictly. "
                                             "A decimal (0.10) or a percent (10%), read exactly."),
     device: str = typer.Option("auto", help="auto (GPU 0 if usable, else CPU), cpu, N, or N,M; "
@@ -350,9 +378,9 @@ def batch(
     require_gpu: bool = typer.Option(False, "--require-gpu",
                                      help="A pair fails instead of falling back to the CPU."),
     memory: str = typer.Option("1GiB", help="Memory budget of each worker, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of every body image."),
@@ -393,18 +421,38 @@ def info(
     sample: bool = typer.Option(True, "--sample/--no-sample",
                                 help="Decode a sample of rows to measure the decode cost."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    histogram: bool = typer.Option(False, "--histogram",
+                                   help="Also stream the exact histogram of a gray image and "
+                                        "print its summary and the threshold each method "
+                                        "(otsu, li, ...) would choose (reads the whole file)."),
+    memory: str = typer.Option("1GiB", help="Memory budget of --histogram's pass."),
 ):
     """Describe an input: shape, bit depth, layout, compression, pixel rules, decode cost."""
     from .inspect import describe_file
 
     facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
                           sample=sample)
+    if histogram:
+        from .autothreshold import histogram_of
+        from .thresholds import describe_histogram
+
+        hist, _ = histogram_of(file, page=page, dataset=dataset, allow_external=allow_external,
+                               memory=parse_memory(memory))
+        facts["histogram"] = describe_histogram(hist)
     if as_json:
         typer.echo(json.dumps(facts))
         return
+    summary = facts.pop("histogram", None)
     width = max(len(k) for k in facts)
     for key, value in facts.items():
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+    if summary is not None:
+        typer.echo(f"histogram: {summary['pixels']} pixels, values {summary['min']} to "
+                   f"{summary['max']} ({summary['levels']} distinct), mean {summary['mean']:.4f}"
+                   " (of displayed brightness)")
+        typer.echo("thresholds (bright is value >= t; the body is value < t):")
+        for name, t in summary["methods"].items():
+            typer.echo(f"  {name:<9} t = {t}")
 
 
 @app.command()
@@ -505,9 +553,13 @@ def generate(
         None, "--rows-per-strip", "--chunk-rows", min=1,
         help="Rows of a TIFF strip / HDF5 chunk (default: about 1 MiB of raw rows)."),
     as_json: bool = typer.Option(False, "--json", help="Print truth.json's object on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace a pair already in OUTDIR "
+                                                      "(refused without it)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary "
+                                                            "(--json still prints its object)."),
 ):
-    """Generate a realistic body/dye pair with exact ground truth (truth.json), streaming."""
+    """Generate a realistic body/dye pair with exact ground truth (truth.json), streaming. The
+    pair is written to temporaries and published whole or not at all."""
     from .simulate import generate as run_generate
 
     if size is not None and (height is not None or width is not None):
@@ -520,8 +572,10 @@ def generate(
         truth = run_generate(outdir, height=height, width=width, seed=seed, kind=kind.value,
                              fmt=fmt.value, encoding=encoding.value, compression=compression,
                              cancer_rate=cancer_rate, speckle=speckle,
-                             rows_per_strip=rows_per_strip, progress=bar.update)
-    _render_truth(truth, as_json)
+                             rows_per_strip=rows_per_strip, progress=bar.update,
+                             force=force)
+    if as_json or not quiet:
+        _render_truth(truth, as_json)
 
 
 class ConvertEncoding(str, Enum):
@@ -550,7 +604,8 @@ def convert(
     polarity: Optional[Polarity] = typer.Option(
         None, case_sensitive=False,
         help="Between a mask and an image: members are dark (a body) or bright (lit dye). "
-             "Required for such conversions."),
+             "Required for such conversions, except a 1-bit TIFF to a mask (default: its set "
+             "bits are the members, as generate writes them)."),
     threshold: Optional[int] = typer.Option(
         None, help="Gray inputs to 1 bit: brightness from which a pixel is white "
                    "(default: half the range, 128 for uint8, as detect)."),
@@ -591,16 +646,17 @@ def preview(
     body: Path = typer.Argument(..., help="Body image (TIFF or HDF5)."),
     dye: Path = typer.Argument(..., help="Dye image of the same shape."),
     output: Path = typer.Option(..., "--output", "-o", metavar="PNG",
-                                help="The PNG to write (written to a temporary name, then "
-                                     "renamed)."),
+                                help="The picture to write; the suffix names the format: .png, "
+                                     ".jpg, .tif, .webp or .bmp (written to a temporary name, "
+                                     "then renamed)."),
     max_side: int = typer.Option(2048, "--max-side", help="Longest side of the picture in "
                                                           "pixels, legend included (at least "
                                                           "256)."),
     cutoff: str = typer.Option("0.10", help="Cutoff of the verdict shown in the legend."),
     memory: str = typer.Option("1GiB", help="Memory budget for buffers, e.g. 512MiB or 4GiB."),
-    threshold: Optional[int] = _threshold_option(),
-    body_threshold: Optional[int] = _threshold_option("body"),
-    dye_threshold: Optional[int] = _threshold_option("dye"),
+    threshold: Optional[str] = _threshold_option(),
+    body_threshold: Optional[str] = _threshold_option("body"),
+    dye_threshold: Optional[str] = _threshold_option("dye"),
     body_polarity: Optional[Polarity] = _polarity_option("body"),
     dye_polarity: Optional[Polarity] = _polarity_option("dye"),
     body_dataset: Optional[str] = typer.Option(None, help="HDF5 dataset of the body image."),
@@ -645,6 +701,9 @@ def main() -> None:
             message = " ".join(exc.format_message().split())
             typer.echo(f"dragon-gpu: error: {message}{hint}", err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        typer.echo("dragon-gpu: terminated", err=True)
+        sys.exit(EXIT_TERMINATED)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("dragon-gpu: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

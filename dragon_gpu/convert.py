@@ -16,7 +16,10 @@ masks (HDF5 packed bits or bool), a *membership*. Outputs:
 Converting between a mask and an image needs ``--polarity``: a mask does not say whether its
 members are dark (a body) or bright (dye). When given, a 1-bit TIFF output is written so that a
 set bit is a member (MINISWHITE for dark members, MINISBLACK for bright ones), like the files of
-``dragon-gpu generate``.
+``dragon-gpu generate``. A 1-bit TIFF turned into a mask without ``--polarity`` keeps its set
+bits as the members (dark for MINISWHITE, bright for MINISBLACK): the mask then counts as the
+TIFF does when detect reads it in the role its photometric suggests, which is how generate's
+pairs are written.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from .errors import UsageError
 from .io import Kind, Polarity, open_mask
 from .io.base import default_threshold
+from .io._output import check_target
 from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
 
 ENCODINGS = ("packed", "u8", "u16")
@@ -74,10 +78,22 @@ class _Mapping:
                 raise UsageError(f"--threshold: must be between 1 and {maxval} for a "
                                  f"{reader.bits}-bit image, got {self.threshold}", reader.path)
         needs_polarity = (kind is Kind.mask) != (fmt == "hdf5" and self.out_packed)
+        self.default_polarity = False
+        if needs_polarity and self.polarity is None and kind is Kind.bilevel:
+            # The set bits are the members: a MINISWHITE file's set bits are black (a body, as
+            # detect reads it), a MINISBLACK file's are white (lit dye). That is how generate and
+            # convert write 1-bit files, so the mask counts as the TIFF did in its role.
+            self.polarity = Polarity.bright if reader.set_is_white else Polarity.dark
+            self.default_polarity = True
         if needs_polarity and self.polarity is None:
-            what = ("a mask to an image" if kind is Kind.mask else "an image to a mask")
-            raise UsageError(f"converting {what} needs --polarity: dark (members are dark, "
-                             "as a body) or bright (members are bright, as lit dye)", where)
+            if kind is Kind.mask:
+                raise UsageError("converting a mask to an image needs --polarity: add "
+                                 "--polarity dark if it is a body mask (members drawn dark) or "
+                                 "--polarity bright if it is a dye mask (members drawn bright)",
+                                 where)
+            raise UsageError(f"converting an image to a mask needs --polarity: add --polarity "
+                             f"dark if {reader.path} is a body image (members are dark) or "
+                             "--polarity bright if it is a dye image (members are bright)", where)
         self.mask_out = fmt == "hdf5" and self.out_packed
         self.photometric = "minisblack"
         if self.out_packed and not self.mask_out:
@@ -94,6 +110,9 @@ class _Mapping:
                if self.kind is Kind.bilevel else
                f"uint{r.bits} {'MINISWHITE ' if r.inverted else ''}image")
         pol = f" (members: {self.polarity.value})" if self.polarity is not None else ""
+        if self.default_polarity:
+            pol = (f" (members: the set bits, {self.polarity.value}: the default for a "
+                   f"{'MINISBLACK' if r.set_is_white else 'MINISWHITE'} image)")
         if self.mask_out:
             dst = "packed-bit mask (set = member)"
         elif self.out_packed:
@@ -217,11 +236,12 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
     from .streaming import prefetch
 
     src, dst = os.fspath(src), os.fspath(dst)
+    # Before the input is opened: a FIFO, device, directory or the input itself is refused
+    # without reading anything (compared by inode, so another name of the input is caught too).
+    check_target(dst, (src,))
     fmt = _format_of(dst, fmt)
     if encoding is not None and encoding not in ENCODINGS:
         raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
-        raise UsageError("the output is the input file; write to another name", dst)
     start = time.perf_counter()
     with open_mask(src, page=page, dataset=dataset, allow_external=allow_external) as reader:
         if encoding is None:
@@ -248,11 +268,12 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         if fmt == "tiff":
             info = write_tiff(dst, rows(), (height, width), bits=mapping.out_bits,
                               photometric=mapping.photometric,
-                              compression=compression or "deflate", rows_per_strip=seg, **common)
+                              compression=compression or "deflate", rows_per_strip=seg,
+                              inputs=(src,), **common)
         else:
             info = write_hdf5(dst, rows(), (height, width), packed=packed, dtype=dtype,
                               dataset=out_dataset, compression=compression or "gzip",
-                              chunk_rows=seg, **common)
+                              chunk_rows=seg, inputs=(src,), **common)
     return {"input": src, "output": dst, "shape": [height, width], "format": fmt,
             "encoding": encoding, "compression": info["compression"],
             "segment_rows": info["segment_rows"], "mapping": mapping.text,

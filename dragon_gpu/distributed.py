@@ -31,7 +31,8 @@ from typing import Callable, Iterator, Sequence
 from .batching import CRASH_MESSAGE, Emit, Pair, Task, error_record, run_pair, usable_cores
 from .errors import DragonError, EmptyBodyError, GpuUnavailableError, UsageError
 from .model import Counts, RowRange
-from .pipeline import DetectOptions, DetectResult, _options, count_range, coverage_warnings, open_pair
+from .pipeline import (DetectOptions, DetectResult, _options, count_range, coverage_warnings,
+                       open_pair, resolve_thresholds)
 from .verdict import decide
 
 __all__ = ["DistributedError", "PairPlan", "connect", "count_task", "detect", "plan_pair",
@@ -348,6 +349,9 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     from distributed import KilledWorker
 
     opts = _options(options, kwargs)
+    # A threshold method is computed once, here, on the whole image (its histogram pass); the
+    # tasks then share the integer it chose.
+    opts, chosen = resolve_thresholds(body_path, dye_path, opts)
     # Workers may run in another folder: tasks get absolute paths, the result the paths as given.
     body = os.path.abspath(os.fspath(body_path))
     dye = os.path.abspath(os.fspath(dye_path))
@@ -386,7 +390,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=plan.shape,
         verdict=decide(total, opts.cutoff),
         backend="+".join(sorted(backends)) or "none", seconds=seconds,
-        body_rule=plan.body_rule, dye_rule=plan.dye_rule,
-        warnings=coverage_warnings(total, plan.shape),
+        body_rule=chosen.body_rule or plan.body_rule, dye_rule=chosen.dye_rule or plan.dye_rule,
+        warnings=chosen.warnings + coverage_warnings(total, plan.shape), thresholds=chosen,
         # The CPU engine always decodes on the CPU; what GPU workers inflated is not reported.
         decode={"body": "cpu", "dye": "cpu"} if backends == {"cpu"} else None)

@@ -72,8 +72,21 @@ class MemoryBudgetError(DragonError, MemoryError):
 
 
 class GpuUnavailableError(DragonError, RuntimeError):
-    """A GPU was demanded (``--require-gpu``) but none is usable."""
+    """A GPU was demanded (``--require-gpu``) but none is usable.
+
+    ``absent`` is true when there is evidently no GPU to use (no CuPy, no driver, no device),
+    false for a GPU that is there but does not work.
+    """
+
+    def __init__(self, problem: str, path: str | None = None, absent: bool = False):
+        super().__init__(problem, path)
+        self.absent = absent
 
 
 class GpuError(DragonError, RuntimeError):
     """A usable GPU failed while counting (a CUDA error other than running out of memory)."""
+
+
+class OutputError(UsageError, OSError):
+    """An output cannot be written: its target is not a regular file, is an input, or the disk
+    (or ``ulimit -f``) ran out while writing it. Nothing is left under its final name."""

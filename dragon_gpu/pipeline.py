@@ -6,15 +6,16 @@ import math
 import os
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Callable
 
-from . import __version__
+from . import __version__, autothreshold
 from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
-from .io import Encoding, MaskReader, Polarity, open_mask, resolve_rule
+from .io import Encoding, MaskReader, Polarity, open_mask
 from .model import Counts, RowRange, Verdict
+from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
 DEFAULT_MEMORY = 1 << 30
@@ -37,10 +38,11 @@ class DetectOptions:
     device: str = "auto"
     require_gpu: bool = False
     memory: int = DEFAULT_MEMORY
-    threshold: int | None = None
+    #: a gray level, or a method name (``otsu``, ``li``...: see :mod:`dragon_gpu.thresholds`)
+    threshold: int | str | None = None
     #: per-input thresholds, overriding ``threshold`` (for pairs of different bit depths)
-    body_threshold: int | None = None
-    dye_threshold: int | None = None
+    body_threshold: int | str | None = None
+    dye_threshold: int | str | None = None
     body_polarity: Polarity | None = None
     dye_polarity: Polarity | None = None
     body_dataset: str | None = None
@@ -67,6 +69,8 @@ class DetectResult:
     body_rule: str
     dye_rule: str
     warnings: list[str] = field(default_factory=list)
+    #: the thresholds used (:class:`dragon_gpu.autothreshold.Chosen`); None: not reported.
+    thresholds: "Chosen | None" = None
     #: which decode ran per input: "cpu", "nvcomp" or "dali" (None: not known, as for a run
     #: split across Dask workers)
     decode: dict | None = None
@@ -97,6 +101,7 @@ class DetectResult:
             "body_rule": self.body_rule,
             "dye_rule": self.dye_rule,
             "warnings": list(self.warnings),
+            **(self.thresholds or Chosen()).as_dict(),
             # added by the GPU decode path: where each input's segments were inflated
             "decode": dict(self.decode) if self.decode is not None else None,
         }
@@ -193,8 +198,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     """
     opts = _options(options, kwargs)
     start = time.perf_counter()
-    counts, shape, body_rule, dye_rule, backend, decode = _count(body_path, dye_path, opts, None,
-                                                                 progress, watch)
+    counts, shape, body_rule, dye_rule, backend, chosen, decode = _count(
+        body_path, dye_path, opts, None, progress, watch)
     seconds = time.perf_counter() - start
     verdict = decide(counts, opts.cutoff)
     if counts.body == 0:
@@ -204,7 +209,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
         verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
-        dye_rule=dye_rule, warnings=coverage_warnings(counts, shape), decode=decode)
+        dye_rule=dye_rule, warnings=chosen.warnings + coverage_warnings(counts, shape),
+        thresholds=chosen, decode=decode)
 
 
 def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | None = None,
@@ -212,9 +218,13 @@ def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | No
     """Counts of rows ``[rows.row_start, rows.row_stop)`` of a pair: the task of a distributed run.
 
     Opens the files itself (tasks carry paths, never open handles), so counts of disjoint ranges
-    that cover the image add up exactly to the counts of :func:`detect`.
+    that cover the image add up exactly to the counts of :func:`detect`. A threshold method
+    needs the whole image: resolve it first (:func:`resolve_thresholds`).
     """
     opts = _options(options, kwargs)
+    if autothreshold.has_method(opts):
+        raise UsageError("count_range needs numeric thresholds: a threshold method is computed on "
+                         "the whole image (resolve_thresholds)")
     return _count(body_path, dye_path, opts, rows, None)[0]
 
 
@@ -223,7 +233,7 @@ def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
     if overrides:
         opts = DetectOptions(**{**opts.__dict__, **overrides})
     parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
-    return opts
+    return autothreshold.normalise(opts)
 
 
 @dataclass(frozen=True)
@@ -270,7 +280,12 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
            progress: Callable[[int, int], None] | None, watch: Watch | None = None):
-    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, decode)."""
+    """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, Chosen,
+    decode).
+
+    A threshold method first streams the histograms it needs (see :mod:`.autothreshold`); for a
+    uint8 pair that one joint-histogram pass also gives the counts.
+    """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     if opts.decode == "gpu" and not engine.name.startswith("cuda"):
         raise UsageError(f"--decode gpu needs a usable GPU (the engine is {engine.name}); use "
@@ -279,9 +294,8 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
         raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
                          "on the host (use --decode auto)")
     with open_pair(body_path, dye_path, opts, rows) as pair:
-        body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
-                                                pair.dye_enc, pair.blocks)
-        total = sum(b.rows for b in blocks)
+        passes = autothreshold.passes(opts, pair, watch is not None)
+        total = sum(b.rows for b in pair.blocks) * passes
         done = 0
 
         def tick(n: int) -> None:
@@ -290,30 +304,56 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
             if progress is not None:
                 progress(done, total)
 
-        body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
-        decode = {"body": "cpu", "dye": "cpu"}
-        if engine.name.startswith("cuda") and opts.decode != "cpu" and watch is None:
-            # Only the CUDA engine imports the GPU decode path (the CPU path imports nothing new).
-            # A watched pass (the preview) needs the decoded rows on the host, so it keeps them.
-            from .engines.gpu.decode import prepare
+        pair, chosen, counts = autothreshold.resolve(pair, opts, engine, tick,
+                                                     watching=watch is not None)
+        body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
+                                                pair.dye_enc, pair.blocks)
+        decode = {"body": "cpu", "dye": "cpu"}  # histograms decode on the CPU
+        if counts is None:
+            body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
+            if engine.name.startswith("cuda") and opts.decode != "cpu" and watch is None:
+                # Only the CUDA engine imports the GPU decode path (the CPU path imports nothing
+                # new). A watched pass (the preview) needs the decoded rows on the host.
+                from .engines.gpu.decode import prepare
 
-            engine, decode = prepare(engine, (body, dye), (body_path, dye_path), opts.decode,
-                                     opts.gpu_decoder, opts.memory)
-        counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
-        return counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name, decode
+                engine, decode = prepare(engine, (body, dye), (body_path, dye_path),
+                                         opts.decode, opts.gpu_decoder, opts.memory)
+            counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
+        return (counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name, chosen,
+                decode)
 
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:
-    """The engine's view of both inputs under the options' pixel rules."""
-    rules = []
-    for reader, role, polarity, own in ((body, "body", opts.body_polarity, opts.body_threshold),
-                                        (dye, "dye", opts.dye_polarity, opts.dye_threshold)):
-        option = f"--{role}-threshold" if own is not None else "--threshold"
-        rules.append(resolve_rule(reader, role, polarity,
-                                  own if own is not None else opts.threshold, option=option))
-    body_rule, dye_rule = rules
-    return (Encoding(body.packed, body.width, body.dtype, body_rule),
-            Encoding(dye.packed, dye.width, dye.dtype, dye_rule))
+    """The engine's view of both inputs under the options' pixel rules.
+
+    A role whose threshold is a method gets a provisional rule (the default threshold) until
+    :func:`dragon_gpu.autothreshold.resolve` has computed it; every other check is final.
+    """
+    autothreshold.methods_for(opts, body, dye)  # a method for a mask fails before any pixel
+    body_enc, dye_enc, _ = autothreshold.encodings_with(body, dye, opts)
+    return body_enc, dye_enc
+
+
+def resolve_thresholds(body_path, dye_path, options: DetectOptions | None = None,
+                       **kwargs) -> tuple[DetectOptions, "Chosen"]:
+    """The options with every threshold method replaced by the integer it computes.
+
+    Streams the histograms the methods need (one pass per such input, on the CPU engine unless
+    ``options.device`` names a GPU) so that row-range tasks (:func:`count_range`) can share one
+    numeric rule; returns the options and the thresholds chosen.
+    """
+    opts = _options(options, kwargs)
+    if not autothreshold.has_method(opts):
+        with open_pair(body_path, dye_path, opts) as pair:
+            return opts, autothreshold.encodings_with(pair.body, pair.dye, opts)[2]
+    engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    with open_pair(body_path, dye_path, opts) as pair:
+        _, chosen, _ = autothreshold.resolve(pair, opts, engine, watching=True)
+    wanted, _ = autothreshold.methods_for(opts, pair.body, pair.dye)
+    fixed = {f"{role}_threshold": getattr(chosen, role) for role in wanted}
+    if isinstance(opts.threshold, str):  # now applied through the per-role fields
+        fixed["threshold"] = None
+    return replace(opts, **fixed), chosen
 
 
 def coverage_warnings(counts: Counts, shape: tuple[int, int]) -> list[str]:

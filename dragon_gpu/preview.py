@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import closing
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import UsageError
 from .io import Encoding, MaskReader
+from .io._output import AtomicOutput, check_target
 from .model import Counts
 from .verdict import decide
 
@@ -319,12 +320,12 @@ class DetectPreview:
     Use ``detect(..., watch=preview.watch)`` and then :meth:`write` with the result.
     """
 
-    def __init__(self, path, max_side: int = DEFAULT_MAX_SIDE):
+    def __init__(self, path, max_side: int = DEFAULT_MAX_SIDE, inputs=()):
         require_pillow()
         self.path = Path(os.fspath(path))
         self.max_side = int(max_side)
         plan_layout((1, 1), self.max_side)  # check --max-side and the output before counting
-        check_output(self.path)
+        check_output(self.path, inputs)
         self.overlay: Overlay | None = None
         self.layout: Layout | None = None
 
@@ -341,8 +342,11 @@ class DetectPreview:
         if self.overlay.counts != result.counts:
             raise RuntimeError(f"preview counts {self.overlay.counts} differ from the engine's "
                                f"{result.counts}")
-        return _write(self.path, self.overlay, self.layout, result.body_path, result.dye_path,
-                      result.verdict.cutoff_text, result.backend)
+        chosen = getattr(result, "thresholds", None)
+        drawn = _write(self.path, self.overlay, self.layout, result.body_path, result.dye_path,
+                       result.verdict.cutoff_text, result.backend,
+                       chosen.describe() if chosen is not None else None)
+        return replace(drawn, thresholds=chosen)
 
 
 # -- the standalone pass ---------------------------------------------------------------------------
@@ -358,6 +362,8 @@ class PreviewResult:
     legend_height: int
     counts: Counts
     legend: list[str]
+    #: the thresholds used (:class:`dragon_gpu.autothreshold.Chosen`)
+    thresholds: object = None
 
 
 def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFAULT_MAX_SIDE,
@@ -369,7 +375,9 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     body_path, dye_path : str or PathLike
         The body and dye images (any formats the detection reads), of the same shape.
     png_path : str or PathLike
-        The PNG to write; it is written to a temporary name in the same folder and renamed.
+        The picture to write; its suffix names the format (:data:`PICTURE_FORMATS`: .png, .jpg,
+        .tif, .webp, .bmp). It is written to a temporary name in the same folder and renamed;
+        an existing directory, FIFO or device, or one of the inputs, is refused.
     options : DetectOptions, optional
         Pixel rules, datasets, page, memory budget and cutoff, as for a detection; keyword
         arguments override its fields.
@@ -384,26 +392,37 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
         Sizes of the picture and the exact counts of the pair (an empty body is drawn, not
         refused: the picture is how one finds out why).
     """
+    from .autothreshold import passes, resolve
+    from .engines.cpu import CpuEngine
     from .pipeline import _options, open_pair
     from .streaming import prefetch
 
     require_pillow()
     opts = _options(options, kwargs)
     plan_layout((1, 1), max_side)
-    check_output(Path(os.fspath(png_path)))
+    check_output(Path(os.fspath(png_path)), (body_path, dye_path))
     with open_pair(body_path, dye_path, opts) as pair:
+        # A threshold method first streams the histograms it needs (a pass of its own).
+        total = pair.body.height * passes(opts, pair, watching=True)
+        done = 0
+
+        def tick(rows: int) -> None:
+            nonlocal done
+            done += rows
+            if progress is not None:
+                progress(done, total)
+
+        pair, chosen, _ = resolve(pair, opts, CpuEngine(), tick, watching=True)
         body, dye, blocks = pair.body, pair.dye, pair.blocks
         layout = plan_layout(body.shape, max_side)
         overlay = Overlay(body.shape, pair.body_enc, pair.dye_enc, layout.scale)
-        done = 0
         with closing(prefetch((body, dye), blocks)) as ring:
             for rows, (b, d) in ring:
                 overlay.add_rows(rows.row_start, b, d)
-                done += rows.rows
-                if progress is not None:
-                    progress(done, body.height)
-    return _write(Path(os.fspath(png_path)), overlay, layout, os.fspath(body_path),
-                  os.fspath(dye_path), opts.cutoff, None)
+                tick(rows.rows)
+    drawn = _write(Path(os.fspath(png_path)), overlay, layout, os.fspath(body_path),
+                   os.fspath(dye_path), opts.cutoff, None, chosen.describe())
+    return replace(drawn, thresholds=chosen)
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -462,36 +481,59 @@ def _fit(draw, text: str, font, room: int) -> str:
 
 
 def _write(path: Path, overlay: Overlay, layout: Layout, body_path: str, dye_path: str,
-           cutoff: str, backend: str | None) -> PreviewResult:
+           cutoff: str, backend: str | None, thresholds: str | None = None) -> PreviewResult:
+    inputs = (body_path, dye_path)
     if not overlay.complete:
         raise RuntimeError("the overlay is missing rows")
     lines = legend_lines(overlay.counts, overlay.shape, overlay.scale, body_path, dye_path, cutoff,
                          backend)
+    if thresholds:  # the legend has room for a fourth line (LEGEND_LINES)
+        lines.append(thresholds)
     image = render(overlay, layout, lines)
-    write_png_atomically(image, path)
+    write_picture(image, path, inputs)
     return PreviewResult(str(path), overlay.shape, overlay.scale, overlay.out_shape,
                          layout.png_shape, layout.legend_height, overlay.counts, lines)
 
 
-def check_output(path: Path) -> None:
-    """Refuse an output that cannot be written, before any work is done."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError("is a directory; give a .png file name", str(path))
-    if not path.parent.is_dir():
-        raise UsageError("its folder does not exist", str(path))
+#: Picture formats by suffix, with Pillow's save options: lossless where the format allows it.
+PICTURE_FORMATS = {".png": ("PNG", {"optimize": False}), ".jpg": ("JPEG", {"quality": 92}),
+                   ".jpeg": ("JPEG", {"quality": 92}), ".tif": ("TIFF", {}),
+                   ".tiff": ("TIFF", {}), ".webp": ("WEBP", {"lossless": True}),
+                   ".bmp": ("BMP", {})}
 
 
-def write_png_atomically(image, path: Path) -> None:
-    """Save to a temporary name in the same folder, then rename: never a half-written PNG."""
-    path = Path(path)
-    check_output(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        image.save(tmp, format="PNG", optimize=False)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"cannot be written ({exc.strerror or exc})", str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def picture_format(path) -> tuple[str, dict]:
+    """Pillow's format name and save options for the picture ``path``, from its suffix.
+
+    Raises
+    ------
+    UsageError
+        For a suffix that names no format written here (or one this Pillow cannot write).
+    """
+    suffix = Path(os.fspath(path)).suffix.lower()
+    if suffix not in PICTURE_FORMATS:
+        shown = f"the suffix {suffix!r}" if suffix else "a name without a suffix"
+        raise UsageError(f"cannot tell the picture format from {shown}; end the name with "
+                         f"{', '.join(PICTURE_FORMATS)}", os.fspath(path))
+    name, options = PICTURE_FORMATS[suffix]
+    PIL = require_pillow()
+    if name not in PIL.Image.SAVE:
+        PIL.Image.init()
+    if name not in PIL.Image.SAVE:
+        raise UsageError(f"this Pillow cannot write {name} pictures; use .png", os.fspath(path))
+    return name, dict(options)
+
+
+def check_output(path: Path, inputs=()) -> None:
+    """Refuse, before any work is done, a picture that cannot be written: an unknown suffix, a
+    folder that does not exist, an existing directory, FIFO or device, or one of the inputs."""
+    picture_format(path)
+    check_target(path, inputs, hint="give a picture file name such as overlay.png")
+
+
+def write_picture(image, path: Path, inputs=()) -> None:
+    """Save in the format of the suffix, to a temporary name then renamed (never half a file)."""
+    name, options = picture_format(path)
+    hint = "give a picture file name such as overlay.png"
+    with AtomicOutput(path, inputs, hint=hint) as out:
+        image.save(out.tmp, format=name, **options)

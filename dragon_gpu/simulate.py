@@ -48,7 +48,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .model import Counts
 
 __all__ = ["GENERATOR_VERSION", "KINDS", "generate", "Scene", "build_scene"]
@@ -941,8 +941,12 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
              fmt: str = "tiff", encoding: str = "packed", compression: str | None = None,
              cancer_rate: float = 0.001, speckle: float = DEFAULT_SPECKLE,
              rows_per_strip: int | None = None, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             progress: Callable[[int, int], None] | None = None, force: bool = False) -> dict:
     """Generate a realistic body/dye pair and its exact ground truth in ``outdir``.
+
+    The three files are checked before anything is written (each must be absent, or a regular
+    file when ``force``), written to temporaries and renamed together at the end: the pair is
+    published whole or not at all, and ``truth.json`` appears last.
 
     Parameters
     ----------
@@ -976,6 +980,9 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         Threads that render and compress; default: the usable cores.
     progress : callable, optional
         ``progress(rows_done, rows_total)``.
+    force : bool
+        Replace an existing pair; without it, an existing ``body``, ``dye`` or ``truth.json`` is
+        refused (:class:`~dragon_gpu.errors.OutputError`).
 
     Returns
     -------
@@ -984,7 +991,8 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         plus ``seed``, ``kind``, ``drawn_kind``, ``parameters`` and ``generator_version``.
     """
     from .io import open_mask, resolve_rule
-    from .io.writers import AtomicOutput, default_workers, ordered_map
+    from .io._output import AtomicOutput, check_target, publish
+    from .io.writers import default_workers, ordered_map
     from .verdict import DEFAULT_CUTOFF, decide
 
     if speckle is None:
@@ -999,21 +1007,32 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
     except OSError as exc:
         raise UsageError(f"cannot create the output folder ({exc.strerror})", str(outdir)) from None
 
+    suffix = ".tif" if fmt == "tiff" else ".h5"
+    body_path, dye_path = outdir / f"body{suffix}", outdir / f"dye{suffix}"
+    truth_path = outdir / "truth.json"
+    # Every target is checked before anything is drawn or written: a directory, FIFO or device
+    # under one of the names, or an existing pair without force, stops the run with nothing done.
+    targets = (body_path, dye_path, truth_path)
+    for path in targets:
+        check_target(path)
+    existing = [p.name for p in targets if os.path.lexists(p)]
+    if existing and not force:
+        raise OutputError(f"already holds {', '.join(existing)}; add --force to replace the "
+                          "pair", str(outdir))
+
     scene = build_scene(height, width, seed, speckle)
     rng = scene.rng
     drawn = kind
     if kind == "typical":
         drawn = "cancer" if rng.random() < cancer_rate else "healthy"
     sampler = _Sampler(scene)
-    suffix = ".tif" if fmt == "tiff" else ".h5"
-    body_path, dye_path = outdir / f"body{suffix}", outdir / f"dye{suffix}"
-    truth_path = outdir / "truth.json"
 
     with ExitStack() as stack:
-        # Entered first, left last: truth.json appears only after both images are complete.
-        truth_out = stack.enter_context(AtomicOutput(truth_path))
-        body_out = stack.enter_context(AtomicOutput(body_path))
-        dye_out = stack.enter_context(AtomicOutput(dye_path))
+        # Published together by publish() below; any exception before removes the temporaries.
+        where = str(outdir)
+        body_out = stack.enter_context(AtomicOutput(body_path, where=where))
+        dye_out = stack.enter_context(AtomicOutput(dye_path, where=where))
+        truth_out = stack.enter_context(AtomicOutput(truth_path, where=where))
         body_w = _writer(body_out.tmp, fmt, encoding, (height, width), "body", compression,
                          rows_per_strip)
         stack.callback(body_w.abort)
@@ -1101,4 +1120,5 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         with open(truth_out.tmp, "w") as fh:
             json.dump(truth, fh, indent=2)
             fh.write("\n")
+        publish([body_out, dye_out, truth_out])
     return truth

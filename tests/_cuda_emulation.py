@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,13 +30,18 @@ def build(source: str, workdir: Path) -> ctypes.CDLL:
         cxx = compiler()
         if cxx is None:
             raise RuntimeError("no C++ compiler")
-        src, lib = workdir / f"{key}.cu", workdir / f"{key}.so"
+        src, lib = workdir / f"{key}.{os.getpid()}.cu", workdir / f"{key}.so"
+        tmp = workdir / f"{key}.{os.getpid()}.so"
+        if lib.exists():  # built by an earlier process (a batch worker) from the same text
+            _built[key] = ctypes.CDLL(str(lib))
+            return _built[key]
         src.write_text(source)
         run = subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-                              "-x", "c++", "-include", str(SHIM), str(src), "-o", str(lib)],
+                              "-x", "c++", "-include", str(SHIM), str(src), "-o", str(tmp)],
                              capture_output=True, text=True)
         if run.returncode:
             raise RuntimeError(run.stderr)
+        os.replace(tmp, lib)  # whole, even with several processes building at once
         _built[key] = ctypes.CDLL(str(lib))
     return _built[key]
 

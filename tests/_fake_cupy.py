@@ -18,6 +18,7 @@ import ctypes
 import itertools
 import threading
 import types
+import weakref
 from collections import deque
 from pathlib import Path
 
@@ -42,6 +43,13 @@ class CUDARuntimeError(RuntimeError):
 CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
 
 
+class CompileException(Exception):
+    pass
+
+
+CompileException.__module__ = "cupy.cuda.compiler"
+
+
 class FakeGpu:
     """Fake devices; :meth:`install` puts ``cupy`` / ``cupyx`` modules in ``sys.modules``.
 
@@ -57,17 +65,28 @@ class FakeGpu:
         Bytes of ``cupy.empty`` / ``cupy.zeros`` a device holds at once; more raises
         ``OutOfMemoryError``.
     fail_launch : str, optional
-        A kernel name whose launches fail with a CUDA error when the stream runs them.
+        A kernel name whose launches fail with a CUDA error when the stream runs them. As on a
+        GPU, the error is sticky: the device's context is dead, every later call on it fails,
+        and its events' and streams' destructors raise (Python prints those as "Exception
+        ignored in ..." unless something silences them).
+    fail_compile : str, optional
+        A kernel name whose ``get_function`` fails as NVRTC would on a compile error.
     eager_kernels : bool
         Run a kernel's stream as soon as the kernel is queued (see the module docstring).
     nvcomp : bool
         Also install a stand-in for nvCOMP's Python API (``nvidia.nvcomp``): its batched decode
         is queued on the codec's stream and inflates with the CPU codecs when the stream runs.
+
+    Pinned host memory is counted: ``cupy.cuda.PinnedMemory`` holds exactly its size until it is
+    freed (``pinned``, ``pinned_peak``); ``cupyx.empty_pinned`` goes through a model of CuPy's
+    pinned pool, which rounds each request up to a power of two and keeps freed blocks pinned
+    until ``free_all_blocks()``. ``touched`` lists the devices any thread made current.
     """
 
     def __init__(self, workdir: Path, devices: int = 2, sms: int = 2,
                  device_memory: int | None = None, fail_launch: str | None = None,
-                 eager_kernels: bool = False, nvcomp: bool = True):
+                 eager_kernels: bool = False, fail_compile: str | None = None,
+                 nvcomp: bool = True):
         self.workdir = Path(workdir)
         self.nvcomp = nvcomp
         self.decodes: list[tuple[str, int]] = []  # (algorithm, entries) of each batched decode
@@ -78,8 +97,19 @@ class FakeGpu:
         self.fail_launch = fail_launch
         self.launches: list[tuple[int, str, int]] = []  # (device, kernel, rows)
         self.allocated = [0] * devices
+        # Freed device memory stays in the pool until free_all_blocks(), as in CuPy's pinned pool
+        # (CuPy's device pool also frees it when an allocation fails; this model is stricter).
+        self.cached = [0] * devices
         self.largest_allocation = 0
-        self._streams: dict[int, "Stream"] = {}
+        self.fail_compile = fail_compile
+        self.dead: set[int] = set()
+        self.touched: set[int] = set()
+        self.kernels_run = 0  # launches whose kernel has actually run
+        self.pinned = 0
+        self.pinned_peak = 0
+        self.pinned_pool_held = 0
+        self.pinned_memory: int | None = None  # bytes of pinned host memory; more fails
+        self._streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -88,6 +118,26 @@ class FakeGpu:
     @property
     def device(self) -> int:
         return getattr(self._local, "device", 0)
+
+    def set_device(self, device: int) -> None:
+        if not 0 <= device < self.devices:
+            raise CUDARuntimeError(101, "cudaErrorInvalidDevice: invalid device ordinal")
+        # As since CUDA 12: making a device current creates its primary context.
+        self.touched.add(device)
+        self._local.device = device
+
+    def check_alive(self, device: int | None = None) -> None:
+        if (self.device if device is None else device) in self.dead:
+            raise CUDARuntimeError(700, "cudaErrorIllegalAddress: an illegal memory access was "
+                                        "encountered")
+
+    def pin(self, nbytes: int) -> None:
+        with self._lock:
+            limit = self.pinned_memory
+            if nbytes > 0 and limit is not None and self.pinned + nbytes > limit:
+                raise CUDARuntimeError(2, "cudaErrorMemoryAllocation: out of memory")
+            self.pinned += nbytes
+            self.pinned_peak = max(self.pinned_peak, self.pinned)
 
     def current_stream(self) -> "Stream":
         stack = getattr(self._local, "streams", None)
@@ -108,27 +158,40 @@ class FakeGpu:
                 self.attributes = {"MultiProcessorCount": gpu.sms}
 
             def __enter__(self):
-                if not 0 <= self.id < gpu.devices:
-                    raise CUDARuntimeError(101, "cudaErrorInvalidDevice: invalid device ordinal")
                 self._previous = gpu.device
-                gpu._local.device = self.id
+                gpu.set_device(self.id)
                 return self
 
             def __exit__(self, *exc):
-                gpu._local.device = self._previous
+                gpu.set_device(self._previous)  # as CuPy does: the previous device again
+
+            def use(self):
+                gpu.set_device(self.id)
 
         class Event:
             def __init__(self, block=False, disable_timing=False, interprocess=False):
+                gpu.check_alive()
+                self.device = gpu.device
                 self.stream = None
                 self.position = 0
 
             def record(self, stream=None):
+                gpu.check_alive()
                 self.stream = stream or gpu.current_stream()
                 self.position = self.stream.queued
 
             def synchronize(self):
+                gpu.check_alive()
                 if self.stream is not None:
                     self.stream.run_until(self.position)
+
+            @property
+            def done(self):
+                gpu.check_alive()
+                return self.stream is None or self.stream.done >= self.position
+
+            def __del__(self):
+                gpu.check_alive(self.device)  # cudaEventDestroy on a dead context
 
         def stream_factory(non_blocking=False, null=False, ptds=False, priority=None):
             return Stream(gpu)
@@ -138,6 +201,10 @@ class FakeGpu:
                 self.code = code
 
             def get_function(self, name):
+                gpu.check_alive()
+                if name == gpu.fail_compile:
+                    raise CompileException(f"kern.cu(12): error: identifier \"{name}_x\" is "
+                                           "undefined\n1 error detected")
                 return Kernel(gpu, emu.build(self.code, gpu.workdir), name)
 
         def empty(shape, dtype=np.float64):
@@ -149,12 +216,38 @@ class FakeGpu:
             return arr
 
         def memcpy_async(dst, src, size, kind, stream_ptr):
+            gpu.check_alive()
             gpu._streams[stream_ptr].enqueue(lambda: ctypes.memmove(dst, src, size))
 
         def empty_pinned(shape, dtype=np.float64, order="C"):
             out = np.empty(shape, dtype=dtype, order=order)
             out.view(np.uint8).reshape(-1)[:] = 0xA5  # garbage, as a reused buffer would hold
+            held = 1 << max(0, int(out.nbytes - 1).bit_length())  # the pool's power of two
+            gpu.pin(held)  # and it stays pinned in the pool until free_all_blocks()
+            with gpu._lock:
+                gpu.pinned_pool_held += held
             return out
+
+        class PinnedMemory:
+            def __init__(self, size, flags=0):
+                gpu.check_alive()
+                self.size = int(size)
+                self.buffer = np.empty(self.size, dtype=np.uint8)
+                self.buffer[:] = 0xA5
+                gpu.pin(self.size)
+                # Unpinned when the last array over it goes, as cudaFreeHost on CuPy's dealloc.
+                weakref.finalize(self.buffer, gpu.pin, -self.size)
+
+        def pinned_memory_pointer(mem, offset):
+            return mem.buffer[offset:]  # exports the buffer, as CuPy's PinnedMemoryPointer
+
+        def free_pinned_pool():
+            with gpu._lock:
+                gpu.pinned -= gpu.pinned_pool_held
+                gpu.pinned_pool_held = 0
+
+        def set_device(device):
+            gpu.set_device(int(device))
 
         def asarray(a, dtype=None):
             a = np.ascontiguousarray(a, dtype=dtype)
@@ -165,20 +258,27 @@ class FakeGpu:
         def set_limit(size=None, fraction=None):
             gpu.device_memory = size or None
 
-        pool = types.SimpleNamespace(free_all_blocks=lambda: None, set_limit=set_limit)
+        def free_device_pool():
+            with gpu._lock:
+                gpu.cached[gpu.device] = 0
+
+        pool = types.SimpleNamespace(free_all_blocks=free_device_pool, set_limit=set_limit)
+        pinned_pool = types.SimpleNamespace(free_all_blocks=free_pinned_pool)
         runtime = types.SimpleNamespace(
             getDeviceCount=lambda: gpu.devices, memcpyAsync=memcpy_async,
-            memcpyHostToDevice=1, memcpyDeviceToDevice=3, CUDARuntimeError=CUDARuntimeError)
+            memcpyHostToDevice=1, memcpyDeviceToDevice=3, CUDARuntimeError=CUDARuntimeError,
+            setDevice=set_device)
         memory = types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
         cuda = types.ModuleType("cupy.cuda")
         cuda.Device, cuda.Event, cuda.Stream = Device, Event, stream_factory
+        cuda.PinnedMemory, cuda.PinnedMemoryPointer = PinnedMemory, pinned_memory_pointer
         cuda.runtime, cuda.memory = runtime, memory
         cupy = types.ModuleType("cupy")
         cupy.cuda, cupy.RawModule = cuda, RawModule
         cupy.empty, cupy.zeros, cupy.asarray = empty, zeros, asarray
         cupy.uint8, cupy.uint32, cupy.uint64 = np.uint8, np.uint32, np.uint64
         cupy.get_default_memory_pool = lambda: pool
-        cupy.get_default_pinned_memory_pool = lambda: pool
+        cupy.get_default_pinned_memory_pool = lambda: pinned_pool
         cupyx = types.ModuleType("cupyx")
         cupyx.empty_pinned = empty_pinned
         monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)
@@ -189,9 +289,15 @@ class FakeGpu:
             nvidia.nvcomp = _fake_nvcomp(gpu)
             monkeypatch.setitem(__import__("sys").modules, "nvidia", nvidia)
             monkeypatch.setitem(__import__("sys").modules, "nvidia.nvcomp", nvidia.nvcomp)
-        # Forget what an earlier test probed or compiled.
+        # Forget what an earlier test probed, compiled or marked dead, and its device threads.
         from dragon_gpu.engines.gpu import _device, _kernels
 
+        try:
+            from dragon_gpu.engines.gpu import _context
+        except ImportError:  # an engine without device threads
+            pass
+        else:
+            _context.forget()
         monkeypatch.setattr(_device, "_probed", {})
         monkeypatch.setattr(_kernels, "_modules", {})
         monkeypatch.setattr(_kernels, "_functions", {})
@@ -201,7 +307,9 @@ class Stream:
     """A queue of operations run in order, as late as possible (see the module docstring)."""
 
     def __init__(self, gpu: FakeGpu):
+        gpu.check_alive()
         self.gpu = gpu
+        self.device = gpu.device
         self.ptr = next(gpu._ids)
         gpu._streams[self.ptr] = self
         self.ops: deque = deque()
@@ -210,6 +318,7 @@ class Stream:
         self._lock = threading.RLock()
 
     def enqueue(self, op) -> None:
+        self.gpu.check_alive(self.device)
         with self._lock:
             self.ops.append(op)
             self.queued += 1
@@ -222,7 +331,11 @@ class Stream:
                 op()
 
     def synchronize(self) -> None:
+        self.gpu.check_alive(self.device)
         self.run_until(self.queued)
+
+    def __del__(self):
+        self.gpu.check_alive(self.device)  # cudaStreamDestroy on a dead context
 
     def wait_event(self, event) -> None:
         stream, position = event.stream, event.position
@@ -243,14 +356,27 @@ class Stream:
 class FakeArray:
     """Device memory: a host NumPy array, garbage until written."""
 
-    def __init__(self, gpu: FakeGpu, shape, dtype, fill):
+    def __init__(self, gpu: FakeGpu, shape, dtype, fill, view_of=None, offset=0):
         self.gpu = gpu
         self.device = gpu.device
+        if view_of is not None:  # a slice: shares its parent's memory and accounting
+            self.host, self.nbytes, self._view_of = view_of.host[offset:], 0, view_of
+            self.dtype, self.size = self.host.dtype, self.host.size
+            self.data = types.SimpleNamespace(ptr=self.host.ctypes.data)
+            self.flags = types.SimpleNamespace(c_contiguous=self.host.flags.c_contiguous)
+            self.nbytes = self.host.nbytes
+            self._owner = False
+            return
+        gpu.check_alive()
+        self._owner = True
         self.host = np.empty(shape, dtype=dtype)
+        self.dtype, self.size = self.host.dtype, self.host.size
+        self.flags = types.SimpleNamespace(c_contiguous=True)
         nbytes = self.host.nbytes
         with gpu._lock:
             limit = gpu.device_memory
-            if limit is not None and gpu.allocated[self.device] + nbytes > limit:
+            held = gpu.allocated[self.device] + gpu.cached[self.device]
+            if limit is not None and held + nbytes > limit:
                 raise OutOfMemoryError(f"out of memory allocating {nbytes} bytes")
             gpu.allocated[self.device] += nbytes
             gpu.largest_allocation = max(gpu.largest_allocation, nbytes)
@@ -259,13 +385,22 @@ class FakeArray:
         self.data = types.SimpleNamespace(ptr=self.host.ctypes.data)
 
     def __del__(self):
+        if not self._owner:
+            return
         try:
             with self.gpu._lock:
                 self.gpu.allocated[self.device] -= self.nbytes
+                self.gpu.cached[self.device] += self.nbytes
         except Exception:
             pass
 
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1) or key.stop is not None:
+            raise NotImplementedError("the fake slices only as a[start:]")
+        return FakeArray(self.gpu, None, None, None, view_of=self, offset=key.start or 0)
+
     def get(self, stream=None):
+        self.gpu.check_alive(self.device)
         self.gpu.current_stream().synchronize()
         return self.host.copy()
 
@@ -277,6 +412,7 @@ class Kernel:
     def __call__(self, grid, block, args, shared_mem=0):
         gpu = self.gpu
         device = gpu.device
+        gpu.check_alive()
         pointers = [a.data.ptr if isinstance(a, FakeArray) else a for a in args]
         if self.name != "probe":
             rows = int(args[2]) if isinstance(args[2], (int, np.integer)) else -1
@@ -285,9 +421,12 @@ class Kernel:
 
         def run():
             if fail:
+                gpu.dead.add(device)  # sticky, as on a GPU: the context is gone
                 raise CUDARuntimeError(700, "cudaErrorIllegalAddress: an illegal memory access "
                                             "was encountered\n(more detail)")
             emu.launch(self.lib, self.name, int(grid[0]), int(block[0]), pointers)
+            with gpu._lock:
+                gpu.kernels_run += 1
 
         stream = gpu.current_stream()
         stream.enqueue(run)

@@ -52,3 +52,8 @@ inline unsigned long long atomicAdd(unsigned long long* address, unsigned long l
     *address = old + value;
     return old;
 }
+inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
+    unsigned int old = *address;
+    *address = old + value;
+    return old;
+}

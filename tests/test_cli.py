@@ -29,6 +29,9 @@ DETECT_KEYS = {
     "dye_in_body_pixels": int, "dye_outside_body_pixels": int, "dye_pixels": int,
     "fraction": float, "cutoff": str, "cancer": bool, "backend": str, "seconds": (int, float),
     "pixels_per_second": int, "body_rule": str, "dye_rule": str, "warnings": list,
+    # the thresholds used: null for 1-bit and mask inputs
+    "body_threshold": (int, type(None)), "dye_threshold": (int, type(None)),
+    "body_threshold_method": (str, type(None)), "dye_threshold_method": (str, type(None)),
     "decode": dict,
 }
 

@@ -166,10 +166,33 @@ def test_cli_convert(pair, tmp_path):
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["segment_rows"] == 64 and info["encoding"] == "packed"
-    proc = _cli("convert", str(folder / "dye.tif"), str(tmp_path / "dye2.h5"))
+    # A gray image to a mask cannot guess the role: one line that says exactly what to add.
+    gray = tmp_path / "gray.tif"
+    tifffile.imwrite(gray, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64).astype(np.uint8))
+    proc = _cli("convert", str(gray), str(tmp_path / "gray.h5"), "--encoding", "packed")
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"dragon-gpu: error: {tmp_path / 'dye2.h5'}: ")
+    assert proc.stderr.startswith(f"dragon-gpu: error: {tmp_path / 'gray.h5'}: ")
+    assert "add --polarity dark if" in proc.stderr and "--polarity bright if" in proc.stderr
     assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "gray.h5").exists()
+
+
+def test_readme_sample_converts_to_hdf5_without_options(pair, tmp_path):
+    """`convert sample/body.tif out.h5` (and the dye) work as the README shows, and detect counts
+    the HDF5 masks exactly as it counts the TIFF pair (the generator's truth)."""
+    folder, truth = pair
+    for role in ("body", "dye"):
+        proc = _cli("convert", str(folder / f"{role}.tif"), str(tmp_path / f"{role}.h5"))
+        assert proc.returncode == 0, proc.stderr
+        assert "the default for a" in proc.stdout
+    got = detect(tmp_path / "body.h5", tmp_path / "dye.h5", device="cpu").to_dict()
+    for key in ("body_pixels", "dye_in_body_pixels", "dye_outside_body_pixels"):
+        assert got[key] == truth[key]
+    # The default is the explicit polarity of each role: the masks hold the same bits.
+    for role, polarity in (("body", "dark"), ("dye", "bright")):
+        convert(folder / f"{role}.tif", tmp_path / f"{role}-explicit.h5", polarity=polarity)
+        assert np.array_equal(_h5(tmp_path / f"{role}.h5")[0],
+                              _h5(tmp_path / f"{role}-explicit.h5")[0])
 
 
 def test_bilevel_to_u16_maps_white_to_the_top_value(tmp_path):

@@ -188,3 +188,25 @@ def test_split_rows_covers_the_blocks_in_order():
         edges = {b.row_start for b in blocks}
         assert all(r.row_start in edges for r in ranges)
     assert split_rows([RowRange(0, 5)], 4) == [RowRange(0, 5)]
+
+
+def test_detect_on_a_cluster_with_a_threshold_method(cluster, tmp_path):
+    """The method is computed once on the whole image and every task counts with its integer:
+    the result equals the local detect's, thresholds and methods included."""
+    import numpy as np
+    import tifffile
+
+    rng = np.random.default_rng(8)
+    body = rng.normal(110, 40, (90, 33)).clip(0, 255).astype(np.uint16) * 250
+    dye = rng.normal(90, 50, (90, 33)).clip(0, 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "body.tif", body, rowsperstrip=8)
+    tifffile.imwrite(tmp_path / "dye.tif", dye, rowsperstrip=8)
+    on_cluster = dask_detect(tmp_path / "body.tif", tmp_path / "dye.tif", scheduler=cluster,
+                             block_rows=8, threshold="otsu").to_dict()
+    local = local_detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu",
+                         threshold="otsu").to_dict()
+    assert without_run_keys(on_cluster) == without_run_keys(local)
+    assert on_cluster["body_threshold_method"] == on_cluster["dye_threshold_method"] == "otsu"
+    tb, td = on_cluster["body_threshold"], on_cluster["dye_threshold"]
+    assert on_cluster["body_pixels"] == int((body < tb).sum())
+    assert on_cluster["dye_in_body_pixels"] == int(((body < tb) & (dye >= td)).sum())

@@ -17,7 +17,8 @@ import tifffile
 
 from dragon_gpu.engines.gpu import has_gpu
 
-FALLBACK = re.compile(r"^dragon-gpu: GPU (\d+(?:,\d+)*) not usable \((.+)\); using the CPU$")
+FALLBACK = re.compile(r"^dragon-gpu: warning: GPU (\d+(?:,\d+)*) not usable \((.+)\); using the "
+                      r"CPU$")
 no_gpu_0 = pytest.mark.skipif(has_gpu(0), reason="GPU 0 is usable here")
 
 

@@ -169,8 +169,11 @@ def test_compressed_ring_stays_within_memory(fake_gpu, tmp_path):
         assert engine.ring_nbytes(fitted, (b, d)) <= memory // 2
         assert sum(r.rows for r in fitted) == 37
         be, de = encodings(b, d, DetectOptions())
+        fake_gpu.pinned_peak = fake_gpu.pinned
         got = engine.count_pair(b, be, d, de, blocks)
     assert (got.body, got.dye, got.dye_in_body) == want
+    # what was really pinned: the compressed rings of both inputs, within half the budget
+    assert 0 < fake_gpu.pinned_peak <= memory // 2
 
 
 def test_dali_without_dali_is_exit_2_and_auto_falls_back(fake_gpu, tmp_path, monkeypatch):

@@ -34,7 +34,9 @@ def kernel_workdir(tmp_path_factory):
 def fake_gpu(kernel_workdir, monkeypatch):
     gpu = FakeGpu(kernel_workdir, devices=2)
     gpu.install(monkeypatch)
-    return gpu
+    yield gpu
+    # A test that killed a fake context must not have its leftovers raise in later tests.
+    gpu.dead.clear()
 
 
 @pytest.fixture(params=["lazy", "eager-kernels"])
@@ -197,3 +199,69 @@ def test_detect_and_cli_use_the_gpu(fake_gpu, tmp_path):
     got = json.loads(run.stdout)
     assert got["backend"] == "cuda:1"
     assert (got["body_pixels"], got["dye_in_body_pixels"]) == (want_body, want_both)
+
+
+# -- histograms ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["u8", "u16", "u8-u8"])
+def test_histogram_equals_the_cpu_bit_for_bit(any_fake_gpu, kind):
+    """The CUDA engine's histogram (rings, events, slot reuse, sub-blocks) equals the CPU
+    engine's and plain bincount, for blocks of every size."""
+    from dragon_gpu.engines.cpu import CpuEngine
+
+    rng = np.random.default_rng(len(kind) + 40)
+    height, width = 29, 41
+    if kind == "u8-u8":
+        a, b = (rng.integers(0, 256, (height, width), dtype=np.uint8) for _ in range(2))
+        arrays = [a, b]
+        want = np.bincount((a.astype(np.int64) << 8 | b).ravel(), minlength=65536)
+    else:
+        dtype = np.uint8 if kind == "u8" else np.uint16
+        a = rng.integers(0, np.iinfo(dtype).max, (height, width), dtype=dtype, endpoint=True)
+        arrays = [a]
+        want = np.bincount(a.ravel(), minlength=np.iinfo(dtype).max + 1)
+    tag = "u8" if arrays[0].dtype == np.uint8 else "u16"
+    encs = [random_block(rng, tag, 1, width)[1] for _ in arrays]
+    for block_rows in (1, 6, height, height + 2):
+        blocks = blocks_of(height, block_rows)
+        gpu = CudaEngine([0]).histogram([ArrayReader(x, e) for x, e in zip(arrays, encs)],
+                                        blocks)
+        cpu = CpuEngine(threads=2).histogram([ArrayReader(x, e) for x, e in zip(arrays, encs)],
+                                             blocks)
+        assert gpu.dtype == cpu.dtype == np.int64
+        assert np.array_equal(gpu, want) and np.array_equal(cpu, want), block_rows
+    assert any(name.startswith("histogram_") for _, name, _ in any_fake_gpu.launches)
+
+
+def test_histogram_is_refused_for_packed_rows(fake_gpu):
+    rng = np.random.default_rng(2)
+    bits, enc = random_block(rng, "packed", 4, 20)
+    with pytest.raises(ValueError, match="no histogram kernel"):
+        CudaEngine([0]).histogram([ArrayReader(bits, enc)], blocks_of(4, 2))
+
+
+def test_detect_with_a_method_on_the_gpu(fake_gpu, tmp_path):
+    """otsu on a uint8 pair: one joint-histogram pass on the (fake) GPU, the same result as the
+    CPU; on a uint16 body, the histogram kernel and then the counting kernel."""
+    from dragon_gpu.pipeline import detect
+
+    rng = np.random.default_rng(21)
+    body = np.where(rng.random((40, 37)) < 0.5, rng.integers(20, 60, (40, 37)),
+                    rng.integers(150, 230, (40, 37))).astype(np.uint8)
+    dye = rng.integers(0, 256, (40, 37), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "body.tif", body, rowsperstrip=4)
+    tifffile.imwrite(tmp_path / "dye.tif", dye, rowsperstrip=8)
+    tifffile.imwrite(tmp_path / "body16.tif", body.astype(np.uint16) * 257, rowsperstrip=5)
+    for name in ("body.tif", "body16.tif"):
+        fake_gpu.launches.clear()
+        gpu = detect(tmp_path / name, tmp_path / "dye.tif", device="0", threshold="otsu",
+                     block_rows=10).to_dict()
+        cpu = detect(tmp_path / name, tmp_path / "dye.tif", device="cpu", threshold="otsu",
+                     block_rows=10).to_dict()
+        keys = ("body_pixels", "dye_in_body_pixels", "dye_pixels", "body_threshold",
+                "dye_threshold", "body_rule", "dye_rule")
+        assert {k: gpu[k] for k in keys} == {k: cpu[k] for k in keys}
+        kernels = {k for _, k, _ in fake_gpu.launches}
+        if name == "body.tif":
+            assert kernels == {"histogram_u8_u8"}  # no counting pass: the joint one decides
+        else:
+            assert kernels == {"histogram_u16", "histogram_u8", "count_plane_plane_u16_u8"}

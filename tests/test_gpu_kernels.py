@@ -21,7 +21,8 @@ import pytest
 import _cuda_emulation as emu
 from _gpu_cases import PAIRS, WIDTHS, make_encoding, numpy_counts, random_block
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, KERNEL_FILES, kernel_source
-from dragon_gpu.engines.gpu._plan import ALIGN, device_nbytes, kernel_for
+from dragon_gpu.engines.gpu._plan import (ALIGN, device_nbytes, histogram_for, histogram_grid,
+                                          kernel_for)
 
 
 def test_every_cu_file_is_listed():
@@ -46,9 +47,9 @@ def test_every_cu_compiles_for_sm90(tmp_path):
         ptx = (tmp_path / file).with_suffix(".ptx").read_text()
         entries |= set(re.findall(r"\.entry\s+(\w+)", ptx))
     tags = ("packed", "u8", "u16")
-    wanted = {"probe"} | {kernel_for(make_encoding(b, 9, 1, True),
-                                     make_encoding(d, 9, 1, True)).name
-                          for b in tags for d in tags}
+    wanted = {"probe", "histogram_u8", "histogram_u16", "histogram_u8_u8"}
+    wanted |= {kernel_for(make_encoding(b, 9, 1, True), make_encoding(d, 9, 1, True)).name
+               for b in tags for d in tags}
     assert entries == wanted
 
 
@@ -60,7 +61,7 @@ def emulated(tmp_path_factory):
         pytest.skip("no C++ compiler to emulate the kernels on the CPU")
     out = tmp_path_factory.mktemp("emulated")
     return {file: emu.build(kernel_source(file), out)
-            for file in ("packed_packed.cu", "plane_plane.cu", "mixed.cu")}
+            for file in ("packed_packed.cu", "plane_plane.cu", "mixed.cu", "histogram.cu")}
 
 
 def _device_copy(data: np.ndarray, nbytes: int, rng) -> np.ndarray:
@@ -133,3 +134,69 @@ def test_emulated_kernels_accumulate_without_reset(emulated):
     for _ in range(5):
         emulate(emulated, body, body_enc, dye, dye_enc, grid=3, counters=counters)
     assert counters.tolist() == (5 * once).tolist()
+
+
+# -- the histogram kernel --------------------------------------------------------------------------
+def emulate_histogram(libs, arrays, grid_parts: int, hist=None, rng=None):
+    """Run the histogram kernel of ``arrays`` (one plane, or two uint8 planes) over
+    ``grid_parts`` parts of the pixels (times the kernel's slices); returns the histogram."""
+    rng = rng or np.random.default_rng(0)
+    encs = [make_encoding(f"u{8 * a.dtype.itemsize}", a.shape[1], 1, True) for a in arrays]
+    spec = histogram_for(encs)
+    rows = arrays[0].shape[0]
+    bufs = [_device_copy(a, device_nbytes(rows, e), rng) for a, e in zip(arrays, encs)]
+    hist = np.zeros(spec.bins, dtype=np.uint64) if hist is None else hist
+    ptrs = [b.ctypes.data for b in bufs] + [bufs[0].ctypes.data] * (2 - len(bufs))
+    emu.launch(libs["histogram.cu"], spec.name, grid_parts * spec.slices, 1,
+               (*ptrs, np.uint32(rows), np.uint32(arrays[0].shape[1]), hist.ctypes.data))
+    return hist
+
+
+def _gray(rng, dtype, rows, width, peaky=False):
+    top = np.iinfo(dtype).max
+    if peaky:  # a few values, as a mask stored as 8-bit holds
+        return rng.choice(np.array([0, 1, top], dtype), size=(rows, width))
+    return rng.integers(0, top, size=(rows, width), dtype=dtype, endpoint=True)
+
+
+@pytest.mark.parametrize("kind", ["u8", "u16", "u8-u8"])
+def test_emulated_histogram_matches_numpy(emulated, kind):
+    """Every bin, every slice: bincount of the values (or of ``body << 8 | dye``), exactly."""
+    rng = np.random.default_rng(len(kind))
+    for width in (1, 7, 33, 130):
+        for rows in (1, 3, 17):
+            for peaky in (False, True):
+                if kind == "u8-u8":
+                    a, b = (_gray(rng, np.uint8, rows, width, peaky) for _ in range(2))
+                    arrays = [a, b]
+                    want = np.bincount((a.astype(np.int64) << 8 | b).ravel(), minlength=65536)
+                else:
+                    dtype = np.uint8 if kind == "u8" else np.uint16
+                    a = _gray(rng, dtype, rows, width, peaky)
+                    arrays = [a]
+                    want = np.bincount(a.ravel(), minlength=256 if kind == "u8" else 65536)
+                for parts in (1, 2, 5):
+                    got = emulate_histogram(emulated, arrays, parts, rng=rng)
+                    assert np.array_equal(got.astype(np.int64), want), (kind, width, rows, parts)
+
+
+def test_emulated_histogram_accumulates(emulated):
+    rng = np.random.default_rng(5)
+    a = _gray(rng, np.uint16, 4, 50)
+    hist = np.zeros(65536, dtype=np.uint64)
+    for _ in range(3):
+        emulate_histogram(emulated, [a], 2, hist=hist)
+    assert np.array_equal(hist.astype(np.int64), 3 * np.bincount(a.ravel(), minlength=65536))
+
+
+def test_histogram_grids_cover_every_slice():
+    for spec in (histogram_for([make_encoding("u8", 9, 1, True)]),
+                 histogram_for([make_encoding("u16", 9, 1, True)]),
+                 histogram_for([make_encoding("u8", 9, 1, True)] * 2)):
+        for pixels, sms in ((1, 1), (100, 2), (10**8, 132)):
+            grid = histogram_grid(spec, pixels, sms)
+            assert grid % spec.slices == 0 and grid >= spec.slices
+    with pytest.raises(ValueError):
+        histogram_for([make_encoding("packed", 9, 1, True)])
+    with pytest.raises(ValueError):
+        histogram_for([make_encoding("u8", 9, 1, True), make_encoding("u16", 9, 1, True)])

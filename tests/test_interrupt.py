@@ -71,9 +71,10 @@ def test_ctrl_c_during_detect_exits_130_with_one_line(big_pair):
     assert time.monotonic() - sent < 10  # it stops promptly, it does not finish the count
 
 
-def _interrupt_when_writing(args, folder, settle=0.0):
-    """Start ``dragon-gpu ARGS``, send SIGINT once a temporary ``.part`` file shows in ``folder``
-    (after ``settle`` seconds); returns (exit code, stdout, stderr)."""
+def _interrupt_when_writing(args, folder, settle=0.0, signum=signal.SIGINT, seen=None):
+    """Start ``dragon-gpu ARGS``, send ``signum`` once a temporary ``.part`` file shows in
+    ``folder`` (after ``settle`` seconds); returns (exit code, stdout, stderr). ``seen``, a list,
+    receives the process and the children it had when the signal was sent."""
     proc = subprocess.Popen([sys.executable, "-m", "dragon_gpu", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -84,7 +85,12 @@ def _interrupt_when_writing(args, folder, settle=0.0):
             time.sleep(0.002)
         time.sleep(settle)
         assert proc.poll() is None, "finished before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
+        if seen is not None:
+            import psutil
+
+            parent = psutil.Process(proc.pid)
+            seen.extend([parent, *parent.children(recursive=True)])
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -115,3 +121,51 @@ def test_ctrl_c_during_convert_leaves_no_file(big_pair, tmp_path):
     assert err.splitlines() == ["dragon-gpu: interrupted"], err
     assert out == ""
     assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def _none_alive(processes) -> bool:
+    return not any(p.is_running() and p.status() != "zombie" for p in processes)
+
+
+def test_sigterm_during_generate_exits_143_and_leaves_nothing(tmp_path):
+    outdir = tmp_path / "pair"
+    seen: list = []
+    code, out, err = _interrupt_when_writing(
+        ["generate", outdir, "--size", SIDE, "--rows-per-strip", 1, "--quiet"], outdir, 0.3,
+        signal.SIGTERM, seen)
+    assert code == 143, (code, err)
+    assert err.splitlines() == ["dragon-gpu: terminated"], err
+    assert out == ""
+    assert sorted(p.name for p in outdir.iterdir()) == []  # no body, dye, truth, nor .part
+    assert seen and _none_alive(seen)
+
+
+def test_sigterm_during_convert_exits_143_and_leaves_nothing(big_pair, tmp_path):
+    body, _dye = big_pair
+    folder = tmp_path / "out"
+    folder.mkdir()
+    seen: list = []
+    code, out, err = _interrupt_when_writing(
+        ["convert", body, folder / "body.h5", "--rows-per-strip", 1, "--compression", "gzip",
+         "--quiet"], folder, 0.2, signal.SIGTERM, seen)
+    assert code == 143, (code, err)
+    assert err.splitlines() == ["dragon-gpu: terminated"], err
+    assert out == ""
+    assert sorted(p.name for p in folder.iterdir()) == []
+    assert seen and _none_alive(seen)
+
+
+def test_after_a_kill_the_next_run_removes_the_stale_temporaries(tmp_path):
+    """SIGKILL cannot be handled: its temporaries stay, and the next generate of that folder
+    removes them (they carry the pid of a process that no longer runs)."""
+    outdir = tmp_path / "pair"
+    code, _, _ = _interrupt_when_writing(
+        ["generate", outdir, "--size", SIDE, "--rows-per-strip", 1, "--quiet"], outdir, 0.3,
+        signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    left = sorted(p.name for p in outdir.iterdir())
+    assert len(left) == 3 and all(n.endswith(".part") for n in left), left
+    proc = subprocess.run([sys.executable, "-m", "dragon_gpu", "generate", str(outdir),
+                           "--size", "64", "-q"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in outdir.iterdir()) == ["body.tif", "dye.tif", "truth.json"]

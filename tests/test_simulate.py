@@ -274,7 +274,8 @@ def test_interrupted_generate_leaves_no_file_under_the_final_names(tmp_path, mon
     for folder in (tmp_path, fresh):
         calls["n"] = 0
         with pytest.raises(KeyboardInterrupt):
-            generate(folder, height=256, width=256, seed=2, rows_per_strip=16, workers=2)
+            generate(folder, height=256, width=256, seed=2, rows_per_strip=16, workers=2,
+                     force=True)
     assert sorted(os.listdir(fresh)) == []
     assert sorted(os.listdir(tmp_path)) == ["body.tif", "dye.tif", "fresh", "truth.json"]
     assert {n: (tmp_path / n).read_bytes() for n in before} == before

@@ -39,7 +39,8 @@ def _gpu_engine(ids: list[int]) -> Engine:
         try:
             from . import gpu  # noqa: F401  (registers itself when CuPy is importable)
         except ImportError as exc:
-            raise GpuUnavailableError(f"the GPU engine is not available ({exc})") from None
+            raise GpuUnavailableError(f"the GPU engine is not available ({exc})",
+                                      absent=True) from None
     if _gpu_factory is None:
         raise GpuUnavailableError("the GPU engine is not available")
     return _gpu_factory(ids)
@@ -49,9 +50,11 @@ def select_engine(device: str = "auto", require_gpu: bool = False,
                   warn: Callable[[str], None] | None = None) -> Engine:
     """The engine for ``--device``.
 
-    ``auto`` uses GPU 0 when a usable GPU is present, else the CPU. Named GPUs that are not usable
-    fall back to the CPU with one line on stderr, unless ``require_gpu``, which raises
-    :class:`GpuUnavailableError` instead.
+    ``auto`` uses GPU 0 when a usable GPU is present, else the CPU: silently where there is
+    evidently no GPU (no CuPy, no driver, no device), with one ``warning:`` line on stderr where a
+    GPU is there but does not work (a kernel that does not compile, an unwritable kernel cache...).
+    Named GPUs that are not usable fall back to the CPU with that line, unless ``require_gpu``,
+    which raises :class:`GpuUnavailableError` instead.
     """
     from .cpu import CpuEngine
 
@@ -68,8 +71,9 @@ def select_engine(device: str = "auto", require_gpu: bool = False,
         if require_gpu:
             raise GpuUnavailableError(f"GPU {label} not usable ({exc.problem}) and --require-gpu "
                                       "was given") from None
-        if spec != "auto":
-            (warn or _stderr)(f"dragon-gpu: GPU {label} not usable ({exc.problem}); using the CPU")
+        if spec != "auto" or not getattr(exc, "absent", False):
+            (warn or _stderr)(f"dragon-gpu: warning: GPU {label} not usable ({exc.problem}); "
+                              "using the CPU")
         return CpuEngine()
 
 

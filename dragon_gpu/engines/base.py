@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..io.base import Encoding, MaskReader
 from ..model import Counts, RowRange
 
@@ -26,3 +28,18 @@ class Engine(abc.ABC):
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
         """Sum of the counts of ``blocks``; ``progress(rows)`` is called as rows are done."""
+
+    def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+                  progress: Progress | None = None) -> np.ndarray:
+        """Exact histogram of one plane reader (uint8: 256 bins, uint16: 65536), or the joint
+        histogram of two uint8 plane readers (65536 bins, index ``body << 8 | dye``), over
+        ``blocks``; ``int64``, equal bit for bit to the sum of
+        :func:`dragon_gpu.engines.cpu_hist.histogram_block` /
+        :func:`~dragon_gpu.engines.cpu_hist.joint_histogram_block` over the blocks.
+
+        This default streams on the CPU; an engine with its own kernels overrides it.
+        """
+        from ..io._decode import decode_workers
+        from .cpu_hist import stream_histogram
+
+        return stream_histogram(readers, blocks, decode_workers(), progress=progress)

@@ -166,3 +166,9 @@ class CpuEngine(Engine):
                 if progress is not None:
                     progress(rows.rows)
         return total
+
+    def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+                  progress: Progress | None = None) -> np.ndarray:
+        from .cpu_hist import stream_histogram
+
+        return stream_histogram(readers, blocks, self.threads, self.prefetch_depth, progress)

@@ -165,7 +165,8 @@ def default_threshold(bits: int) -> int:
 
 
 def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None = None,
-                 threshold: int | None = None, option: str = "--threshold") -> PixelRule:
+                 threshold: int | None = None, option: str = "--threshold",
+                 method: str | None = None) -> PixelRule:
     """The pixel rule of the SPEC for ``reader`` used as ``role`` (``"body"`` or ``"dye"``).
 
     * gray images: body = dark (``value < threshold``), dye = bright (``value >= threshold``);
@@ -175,6 +176,8 @@ def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None 
       set is bright.
 
     ``polarity`` overrides the role's default; ``threshold`` applies to gray images only.
+    ``method`` names the threshold method that chose ``threshold``: it may then be one past the
+    largest value (an image of one value: nothing is brighter), and the rule's text names it.
     """
     if role not in ("body", "dye"):
         raise ValueError(f"role must be 'body' or 'dye', not {role!r}")
@@ -184,19 +187,22 @@ def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None 
     if reader.kind is Kind.gray:
         maxval = (1 << reader.bits) - 1
         thr = default_threshold(reader.bits) if threshold is None else int(threshold)
-        if not 1 <= thr <= maxval:
+        top = maxval + 1 if method is not None else maxval
+        if not 1 <= thr <= top:
             raise UsageError(f"{option}: must be between 1 and {maxval} for a {reader.bits}-bit "
                              f"image, got {thr}", reader.path)
         dtype = f"uint{reader.bits}"
+        how = f", {method} threshold" if method is not None else ""
         if reader.inverted:
             # Displayed brightness is maxval - value: brightness >= thr <=> value <= maxval - thr.
             stored = maxval + 1 - thr
             rule = PixelRule(stored, not bright,
                              f"{dtype} MINISWHITE image: brightness (={maxval}-value) "
-                             f"{'>=' if bright else '<'} {thr} is {role} ({pol.value})")
+                             f"{'>=' if bright else '<'} {thr} is {role} ({pol.value}{how})")
             return rule
         op = ">=" if bright else "<"
-        return PixelRule(thr, bright, f"{dtype} image: value {op} {thr} is {role} ({pol.value})")
+        return PixelRule(thr, bright,
+                         f"{dtype} image: value {op} {thr} is {role} ({pol.value}{how})")
     if reader.kind is Kind.bilevel:
         photometric = "MINISBLACK" if reader.set_is_white else "MINISWHITE"
         high = bright == reader.set_is_white

@@ -5,8 +5,9 @@ and compresses the segments on all cores: imagecodecs releases the GIL, so a thr
 enough. Memory stays bounded by a few segments per core, whatever the image size.
 
 Outputs are written to a temporary name in the destination folder and renamed when complete
-(:class:`AtomicOutput`): an interrupted write (an exception or Ctrl-C) leaves nothing under the
-final name and removes the temporary file.
+(:class:`~dragon_gpu.io._output.AtomicOutput`, the one atomic writer): an interrupted or failed
+write (an exception, Ctrl-C, SIGTERM, a full disk) leaves nothing under the final name and
+removes the temporary file.
 
 Row encodings are those of :mod:`dragon_gpu.io.base`: *packed* rows hold one bit a pixel, most
 significant bit first, ``ceil(width / 8)`` bytes a row (padding bits should be zero); *plane*
@@ -21,7 +22,6 @@ baseline (or BigTIFF) file with one IFD; the tests read it back with tifffile an
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UsageError
+from ._output import AtomicOutput
 from .hdf5 import PACKED_BITORDER_ATTR, PACKED_ENCODING, PACKED_ENCODING_ATTR, PACKED_WIDTH_ATTR
 
 __all__ = ["AtomicOutput", "Hdf5RowWriter", "TiffRowWriter", "TIFF_COMPRESSIONS",
@@ -53,62 +54,6 @@ def segment_rows_for(row_nbytes: int, target: int = SEGMENT_NBYTES) -> int:
     """Rows of a strip or chunk: about ``target`` raw bytes, a multiple of 16 rows, 16 to 4096."""
     rows = max(1, target // max(1, row_nbytes))
     return int(min(4096, max(16, rows // 16 * 16)))
-
-
-# -- atomic output --------------------------------------------------------------------------------
-class AtomicOutput:
-    """A temporary file next to ``path``, renamed to ``path`` by :meth:`commit`.
-
-    Use as a context manager: leaving the block normally commits, leaving it with an exception
-    (``KeyboardInterrupt`` included) removes the temporary file and leaves ``path`` untouched.
-    Several outputs can be committed together by calling :meth:`commit` explicitly.
-    """
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise UsageError(f"the folder {folder} does not exist", self.path)
-        name = os.path.basename(self.path)
-        # Created with O_EXCL under a random name (no clash with a concurrent writer) and mode
-        # 0o666 so that the umask, not this library, decides the final permissions.
-        for _ in range(100):
-            tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise UsageError(f"cannot create a file in {folder} ({exc.strerror})",
-                                 self.path) from None
-            os.close(fd)
-            self.tmp = tmp
-            break
-        else:  # pragma: no cover - 100 random clashes
-            raise UsageError(f"cannot create a temporary file in {folder}", self.path)
-        self.done = False
-
-    def commit(self) -> None:
-        if not self.done:
-            os.replace(self.tmp, self.path)
-            self.done = True
-
-    def discard(self) -> None:
-        if not self.done:
-            try:
-                os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
-            self.done = True
-
-    def __enter__(self) -> "AtomicOutput":
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
 
 
 # -- parallel, ordered encoding ---------------------------------------------------------------------
@@ -357,7 +302,10 @@ class TiffRowWriter(_SegmentWriter):
     def abort(self) -> None:
         """Close the file without finishing it (the caller removes it)."""
         self._closed = True
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # flushing the buffer fails again on a full disk: the file is dropped
+            pass
 
     def _write_ifd(self) -> None:
         height, width = self.shape
@@ -533,10 +481,14 @@ class Hdf5RowWriter(_SegmentWriter):
                 raise ValueError(f"{self._next} rows written, the image has {self.shape[0]}")
         finally:
             self._closed = True
+            self._ds = None  # see abort()
             self._file.close()
 
     def abort(self) -> None:
         self._closed = True
+        # The dataset goes first: once a write failed, HDF5 reports the failure again when the
+        # last reference to an object goes, and a late one would print "Exception ignored".
+        self._ds = None
         try:
             self._file.close()
         except Exception:  # pragma: no cover - closing after a failed write
@@ -563,8 +515,8 @@ def _hdf5_filter(compression: str, level: int | None) -> dict:
 
 
 # -- one-call helpers -------------------------------------------------------------------------------
-def _write_atomic(make_writer, path, blocks, workers, progress) -> dict:
-    with AtomicOutput(path) as out:
+def _write_atomic(make_writer, path, blocks, workers, progress, inputs=()) -> dict:
+    with AtomicOutput(path, inputs) as out:
         writer = make_writer(out.tmp)
         try:
             writer.write_blocks(blocks, workers=workers, progress=progress)
@@ -582,7 +534,7 @@ def write_tiff(path, blocks: Iterable[np.ndarray], shape, *, bits: int = 1,
                photometric: str = "minisblack", compression: str = "deflate",
                level: int | None = None, rows_per_strip: int | None = None,
                bigtiff: bool | None = None, workers: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict:
+               progress: Callable[[int, int], None] | None = None, inputs=()) -> dict:
     """Write a TIFF from an iterator of row blocks, atomically (see :class:`TiffRowWriter`).
 
     Parameters
@@ -590,6 +542,8 @@ def write_tiff(path, blocks: Iterable[np.ndarray], shape, *, bits: int = 1,
     blocks : iterable of ndarray, shape (rows, row_items)
         Consecutive row blocks of any height that together hold exactly ``shape[0]`` rows:
         packed bits (uint8) when ``bits == 1``, uint8 / uint16 planes otherwise.
+    inputs : iterable of path, optional
+        Files the caller reads: the output may not be one of them (compared by inode).
 
     Returns
     -------
@@ -601,14 +555,14 @@ def write_tiff(path, blocks: Iterable[np.ndarray], shape, *, bits: int = 1,
                              compression=compression, level=level,
                              rows_per_strip=rows_per_strip, bigtiff=bigtiff)
 
-    return _write_atomic(make, path, blocks, workers, progress)
+    return _write_atomic(make, path, blocks, workers, progress, inputs)
 
 
 def write_hdf5(path, blocks: Iterable[np.ndarray], shape, *, packed: bool = True, dtype=np.uint8,
                dataset: str = "mask", compression: str = "gzip", level: int | None = None,
                chunk_rows: int | None = None, attrs: dict | None = None,
                workers: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict:
+               progress: Callable[[int, int], None] | None = None, inputs=()) -> dict:
     """Write an HDF5 dataset from an iterator of row blocks, atomically (see :class:`Hdf5RowWriter`).
 
     Returns
@@ -621,4 +575,4 @@ def write_hdf5(path, blocks: Iterable[np.ndarray], shape, *, packed: bool = True
                              compression=compression, level=level, chunk_rows=chunk_rows,
                              attrs=attrs)
 
-    return _write_atomic(make, path, blocks, workers, progress)
+    return _write_atomic(make, path, blocks, workers, progress, inputs)

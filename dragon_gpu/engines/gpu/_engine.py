@@ -10,26 +10,33 @@ Events order the stages without the host waiting on the GPU: the copy of a block
 slot waits (on the GPU) for the kernel that last used the slot, the kernel waits for its copy,
 and the host waits only for a block's copy to finish before the prefetch ring may overwrite that
 block's pinned buffer. The counters are read once, at the end. Memory is bounded by the rings:
-``depth + 1`` pinned block pairs on the host and ``slots`` block pairs on each device.
+``depth + 1`` pinned block pairs on the host (allocated for the pair, exactly that size, and freed
+with it) and ``slots`` block pairs on each device. Each device's pipeline runs on that device's
+own thread (:mod:`._context`); a CUDA error other than out-of-memory marks the device dead.
+
+Histograms (:meth:`CudaEngine.histogram`) stream the same way on the first device, with the
+histogram kernel adding into a device uint64 histogram instead of three counters.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import FIRST_EXCEPTION, wait
 from typing import Sequence
 
 import numpy as np
 
 from ...errors import GpuUnavailableError, MemoryBudgetError, UsageError
-from ...io.base import Encoding, MaskReader
+from ...io.base import Encoding, MaskReader, PixelRule
 from ...model import Counts, RowRange
 from ...streaming import prefetch
 from ..base import Engine, Progress
-from ._device import as_gpu_error, is_out_of_memory, probe_device
+from ._context import mark_dead, on_device, submit
+from ._device import as_gpu_error, is_out_of_memory, probe
 from ._kernels import get_function
-from ._plan import (THREADS, device_nbytes, grid_size, kernel_for, max_rows, split_for_devices,
-                    sub_blocks, work_items)
+from ._plan import (ALIGN, THREADS, device_nbytes, grid_size, histogram_for, histogram_grid,
+                    kernel_for, max_rows, split_for_devices, sub_blocks, work_items)
 
 #: Largest block pair (body + dye rows) a device pipeline streams at once: large enough that a
 #: copy runs at the bus's full speed, small enough that three pinned pairs and two device pairs
@@ -56,6 +63,7 @@ class KernelLauncher:
 
         self.spec = kernel_for(body_enc, dye_enc)
         self.width = body_enc.width
+        self._row_nbytes = (body_enc.row_nbytes, dye_enc.row_nbytes)
         self._fn = get_function(device, self.spec.file, self.spec.name)
         self._sms = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
         u32 = np.uint32
@@ -67,12 +75,51 @@ class KernelLauncher:
 
         ``body`` / ``dye`` are 16-byte aligned CuPy arrays holding the rows exactly as the reader
         delivers them; ``counters`` is a CuPy uint64 array of 3: body, dye, dye_in_body.
+
+        Raises
+        ------
+        ValueError
+            If a buffer is not 16-byte aligned, not C-contiguous or shorter than ``rows`` rows
+            (three counters), or the launch would exceed 2**31 - 1 pixels.
         """
         if rows * self.width > (1 << 31) - 1:
             raise ValueError(f"{rows} rows of {self.width} pixels exceed one launch")
+        # The kernels read with 16-byte vector loads up to the last row: a buffer that is not
+        # aligned, not contiguous or too short would fault (cudaErrorMisalignedAddress, 716) and
+        # kill the context, so it is refused here with a plain error instead.
+        for what, buf, row_nbytes in (("body", body, self._row_nbytes[0]),
+                                      ("dye", dye, self._row_nbytes[1])):
+            _check_buffer(what, buf, rows * row_nbytes)
+        _check_buffer("counters", counters, 3 * 8)
+        if np.dtype(counters.dtype) != np.uint64:
+            raise ValueError(f"counters must be uint64, got {counters.dtype}")
         grid = grid_size(work_items(self.spec, rows, self.width), self._sms)
         self._fn((grid,), (THREADS,),
                  (body, dye, np.uint32(rows), np.uint32(self.width), *self._rules, counters))
+
+
+class HistogramLauncher:
+    """The histogram kernel of one plane (or a uint8 pair), loaded on one device.
+
+    Calling it launches the kernel on the current CuPy stream; it adds the histogram of ``rows``
+    rows to ``hist`` (a device uint64 array of ``spec.bins``) and returns at once.
+    """
+
+    def __init__(self, device: int, encs: Sequence[Encoding]):
+        import cupy
+
+        self.spec = histogram_for(encs)
+        self.width = encs[0].width
+        self._fn = get_function(device, self.spec.file, self.spec.name)
+        self._sms = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
+
+    def __call__(self, buffers, rows: int, hist) -> None:
+        if rows * self.width > (1 << 31) - 1:
+            raise ValueError(f"{rows} rows of {self.width} pixels exceed one launch")
+        grid = histogram_grid(self.spec, rows * self.width, self._sms)
+        a = buffers[0]
+        b = buffers[1] if len(buffers) > 1 else buffers[0]
+        self._fn((grid,), (THREADS,), (a, b, np.uint32(rows), np.uint32(self.width), hist))
 
 
 class CudaEngine(Engine):
@@ -102,9 +149,9 @@ class CudaEngine(Engine):
         if not self.devices:
             raise UsageError("no GPU named")
         for device in self.devices:
-            why = probe_device(device)
-            if why is not None:
-                raise GpuUnavailableError(why)
+            found = probe(device)
+            if found.problem is not None:
+                raise GpuUnavailableError(found.problem, absent=found.absent)
         if prefetch_depth < 1 or device_slots < 1 or max_block_nbytes < 1:
             raise ValueError("prefetch_depth, device_slots and max_block_nbytes must be positive")
         self.prefetch_depth = prefetch_depth
@@ -125,102 +172,133 @@ class CudaEngine(Engine):
                   max_rows(body_enc.width, body_enc.row_nbytes + dye_enc.row_nbytes,
                            self.max_block_nbytes))
         runs = split_for_devices(sub_blocks(blocks, cap), n)
-        tick = _SafeProgress(progress)
-        if n == 1:
-            return self._count_on_device(self.devices[0], body, body_enc, dye, dye_enc, runs[0],
-                                         tick, None)
-        return self._count_on_devices(body, body_enc, dye, dye_enc, runs, tick)
+        return self._count_on_devices(body, body_enc, dye, dye_enc, runs, _SafeProgress(progress))
 
-    # -- several devices --------------------------------------------------------------------------
+    def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+                  progress: Progress | None = None) -> np.ndarray:
+        """The exact histogram (see :meth:`Engine.histogram`), streamed through the first GPU
+        with the counting pipeline's rings; equal bit for bit to the CPU's."""
+        encs = tuple(Encoding(r.packed, r.width, r.dtype, _NO_RULE) for r in readers)
+        bins = histogram_for(encs).bins  # rows without a kernel fail before any work
+        blocks = [b for b in blocks if b.rows]
+        if not blocks:
+            return np.zeros(bins, np.int64)
+        cap = max_rows(encs[0].width, sum(e.row_nbytes for e in encs), self.max_block_nbytes)
+        device = self.devices[0]
+        acc = on_device(device, self._count_on_device, device, readers, encs, None, None,
+                        sub_blocks(blocks, cap), _SafeProgress(progress), None, True)
+        return acc.astype(np.int64)
+
+    # -- the device threads -----------------------------------------------------------------------
     def _count_on_devices(self, body, body_enc, dye, dye_enc, runs, tick) -> Counts:
         # Readers serve one thread at a time: the pipelines share each reader behind a lock
         # (copies and kernels still run on all devices at once).
-        shared_body = _SharedReader(body)
-        shared_dye = _SharedReader(dye)
+        shared_body = _SharedReader(body) if len(runs) > 1 else body
+        shared_dye = _SharedReader(dye) if len(runs) > 1 else dye
         stop = threading.Event()
-        with ThreadPoolExecutor(len(self.devices), thread_name_prefix="dragon-cuda") as pool:
-            futures = [pool.submit(self._count_on_device, device, shared_body, body_enc,
-                                   shared_dye, dye_enc, run, tick, stop)
-                       for device, run in zip(self.devices, runs) if run]
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            finally:
-                stop.set()  # no-op when all finished; stops the others after a failure or Ctrl-C
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            real = [e for e in errors if not isinstance(e, _Cancelled)]
-            if real or errors:
-                raise (real or errors)[0]
-            return Counts.total(f.result() for f in futures)
+        # Each pipeline runs on its device's own thread (see _context), all at once; this thread
+        # only waits, and on Ctrl-C stops them at their next block.
+        futures = [submit(device, self._count_on_device, device, shared_body, body_enc,
+                          shared_dye, dye_enc, run, tick, stop)
+                   for device, run in zip(self.devices, runs) if run]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            stop.set()  # no-op when all finished; stops the others after a failure or Ctrl-C
+            wait(futures)  # the pipelines end at their next block; nothing runs on after this
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in errors if not isinstance(e, _Cancelled)]
+        if real or errors:
+            raise (real or errors)[0]
+        return Counts.total(f.result() for f in futures)
 
     # -- one device -------------------------------------------------------------------------------
-    def _count_on_device(self, device, body, body_enc, dye, dye_enc, blocks, tick, stop) -> Counts:
-        """Counts of ``blocks`` on ``device``; on running out of memory before any block was
-        done, retries with blocks half as large."""
+    def _count_on_device(self, device, body, body_enc, dye, dye_enc, blocks, tick, stop,
+                         histogram: bool = False):
+        """Counts of ``blocks`` on ``device`` (run on its thread); on running out of memory
+        before any block was done, retries with blocks half as large. With ``histogram``,
+        ``body`` / ``body_enc`` are the tuples of readers and encodings to histogram and the
+        result is the histogram."""
         rows = max(b.rows for b in blocks)
         while True:
-            # A subclass may stream differently (the GPU-decode engine inflates on the device).
-            factory = getattr(self, "stream_factory", _DeviceStream)
-            run = factory(device, body, body_enc, dye, dye_enc, self.prefetch_depth,
-                          self.device_slots, tick, stop)
+            if histogram:
+                run = _DeviceStream(device, body, body_enc, self.prefetch_depth,
+                                    self.device_slots, tick, stop, histogram=True)
+            else:
+                # A subclass may stream differently (the GPU-decode engine inflates on the device).
+                factory = getattr(self, "stream_factory", _DeviceStream)
+                run = factory(device, (body, dye), (body_enc, dye_enc), self.prefetch_depth,
+                              self.device_slots, tick, stop)
             try:
                 return run.count(sub_blocks(blocks, rows))
             except BaseException as exc:
-                if is_out_of_memory(exc):
-                    _release_pools(device)
-                    if rows > 1 and run.rows_done == 0:
-                        rows //= 2
-                        continue
-                    where = ("while counting" if run.rows_done else
-                             f"even with blocks of {rows} row{'s' if rows != 1 else ''}")
-                    raise MemoryBudgetError(f"GPU {device} ran out of memory {where}") from None
-                err = as_gpu_error(device, exc)
-                if err is exc:
-                    raise
-                raise err from None
+                if not is_out_of_memory(exc):
+                    err = as_gpu_error(device, exc)
+                    if err is exc:
+                        raise
+                    mark_dead(device, str(err))  # a CUDA error other than memory: sticky
+                    raise err from None
+                rows_done = run.rows_done
+            # Out of memory. Leaving the except clause dropped the exception and its traceback,
+            # whose frames held the failed attempt's buffers; drop the attempt too, so the
+            # pools can hand their memory back before the retry.
+            del run
+            _release_pools(device)
+            if rows > 1 and rows_done == 0:
+                rows //= 2
+                continue
+            where = ("while counting" if rows_done else
+                     f"even with blocks of {rows} row{'s' if rows != 1 else ''}")
+            raise MemoryBudgetError(f"GPU {device} ran out of memory {where}")
 
 
 class _DeviceStream:
     """One pass of the pipeline over some blocks on one device (see the module docstring)."""
 
-    def __init__(self, device, body, body_enc, dye, dye_enc, depth, slots, tick, stop):
+    def __init__(self, device, readers, encs, depth, slots, tick, stop, histogram=False):
         self.device = device
-        self.readers = (body, dye)
-        self.encs = (body_enc, dye_enc)
+        self.readers = tuple(readers)
+        self.encs = tuple(encs)
+        self.histogram = histogram
         self.depth = depth
         self.slots = slots
         self.tick = tick
         self.stop = stop
         self.rows_done = 0
 
-    def count(self, blocks: list[RowRange]) -> Counts:
+    def count(self, blocks: list[RowRange]):
         import cupy
 
-        with cupy.cuda.Device(self.device):
-            copy_stream = cupy.cuda.Stream(non_blocking=True)
-            compute_stream = cupy.cuda.Stream(non_blocking=True)
-            return self._count(blocks, copy_stream, compute_stream)
+        # On the device's thread: the device is current, and nothing restores another one.
+        copy_stream = cupy.cuda.Stream(non_blocking=True)
+        compute_stream = cupy.cuda.Stream(non_blocking=True)
+        return self._count(blocks, copy_stream, compute_stream)
 
-    def _count(self, blocks, copy_stream, compute_stream) -> Counts:
+    def _count(self, blocks, copy_stream, compute_stream):
         import cupy
-        import cupyx
         from cupy.cuda import runtime
 
-        body_enc, dye_enc = self.encs
-        launch = KernelLauncher(self.device, body_enc, dye_enc)
+        if self.histogram:
+            launch = HistogramLauncher(self.device, self.encs)
+            size = launch.spec.bins
+        else:
+            kernel = KernelLauncher(self.device, *self.encs)
+            size = 3
+
+            def launch(buffers, rows, acc):
+                kernel(buffers[0], buffers[1], rows, acc)
         largest = max(b.rows for b in blocks)
         with compute_stream:  # zeroed on the stream that adds to them
-            counters = cupy.zeros(3, dtype=cupy.uint64)
+            counters = cupy.zeros(size, dtype=cupy.uint64)
         slots = [tuple(cupy.empty(device_nbytes(largest, enc), dtype=cupy.uint8)
                        for enc in self.encs) for _ in range(self.slots)]
         copied = [cupy.cuda.Event(block=True, disable_timing=True) for _ in slots]
         consumed = [cupy.cuda.Event(block=True, disable_timing=True) for _ in slots]
         used = [False] * len(slots)
-
-        def pinned(reader: MaskReader, rows: int) -> np.ndarray:
-            return cupyx.empty_pinned((rows, reader.row_items), dtype=reader.dtype)
+        counted: deque = deque()  # (kernel's event, rows) not yet reported to progress
 
         to_device = runtime.memcpyHostToDevice
-        ring = prefetch(self.readers, blocks, depth=self.depth, alloc=pinned)
+        ring = prefetch(self.readers, blocks, depth=self.depth, alloc=pinned_rows)
         try:
             for i, (rows, hosts) in enumerate(ring):
                 if self.stop is not None and self.stop.is_set():
@@ -234,23 +312,56 @@ class _DeviceStream:
                 copied[s].record(copy_stream)
                 compute_stream.wait_event(copied[s])
                 with compute_stream:
-                    launch(slots[s][0], slots[s][1], rows.rows, counters)
+                    launch(slots[s], rows.rows, counters)
                 consumed[s].record(compute_stream)
+                counted.append((consumed[s], rows.rows))
                 used[s] = True
                 # The prefetch ring overwrites these pinned buffers once the next block is asked
                 # for, so their copy must be done; the kernel may still be running.
                 copied[s].synchronize()
-                self.rows_done += rows.rows
-                self.tick(rows.rows)
+                self._report(counted)
             compute_stream.synchronize()
+            self._report(counted, wait_for=True)
         finally:
             # After an error, nothing may still read a buffer when it is freed (pinned ring,
             # device slots).
             _quiet_sync(copy_stream)
-            ring.close()
+            ring.close()  # frees the pinned ring: it is this pair's alone
             _quiet_sync(compute_stream)
+        if self.histogram:
+            return counters.get()
         body, dye, both = (int(v) for v in counters.get())
         return Counts(body=body, dye_in_body=both, dye=dye)
+
+    def _report(self, counted: deque, wait_for: bool = False) -> None:
+        """Advance progress by the blocks whose kernel has finished, in order (``wait_for``:
+        the compute stream has been synchronised, so every one has)."""
+        while counted:
+            event, rows = counted[0]
+            if not (wait_for or event.done):
+                break
+            counted.popleft()
+            self.rows_done += rows
+            self.tick(rows)
+
+
+def pinned_rows(reader: MaskReader, rows: int) -> np.ndarray:
+    """A ``(rows, reader.row_items)`` array in page-locked host memory of exactly that size.
+
+    Allocated with ``cudaHostAlloc`` directly rather than through CuPy's pinned pool, which
+    rounds requests up and keeps freed blocks pinned until ``free_all_blocks()``: the ring then
+    takes what ``--memory`` planned and is unpinned as soon as the pair is done.
+    """
+    import cupy
+
+    dtype = np.dtype(reader.dtype)
+    nbytes = rows * reader.row_items * dtype.itemsize
+    mem = cupy.cuda.PinnedMemoryPointer(cupy.cuda.PinnedMemory(max(1, nbytes)), 0)
+    return np.ndarray((rows, reader.row_items), dtype=dtype, buffer=mem)
+
+
+#: the rule of a histogrammed input's Encoding: histograms ignore it.
+_NO_RULE = PixelRule(1, True, "histogram")
 
 
 class _Cancelled(Exception):
@@ -285,6 +396,17 @@ class _SafeProgress:
                 self._progress(rows)
 
 
+def _check_buffer(what: str, buf, nbytes: int) -> None:
+    ptr = buf.data.ptr
+    if ptr % ALIGN:
+        raise ValueError(f"{what} buffer at {ptr:#x} is not {ALIGN}-byte aligned")
+    if not buf.flags.c_contiguous:
+        raise ValueError(f"{what} buffer is not C-contiguous")
+    if buf.nbytes < nbytes:
+        raise ValueError(f"{what} buffer holds {buf.nbytes} bytes, fewer than the {nbytes} "
+                         "the launch reads")
+
+
 def _quiet_sync(stream) -> None:
     try:
         stream.synchronize()
@@ -297,8 +419,7 @@ def _release_pools(device: int) -> None:
     try:
         import cupy
 
-        with cupy.cuda.Device(device):
-            cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_memory_pool().free_all_blocks()  # on the device's thread
         cupy.get_default_pinned_memory_pool().free_all_blocks()
     except Exception:
         pass

@@ -11,9 +11,11 @@ import re
 import threading
 from pathlib import Path
 
+from ._context import on_device
+
 KERNEL_DIR = Path(__file__).resolve().with_name("kernels")
 #: every ``.cu`` file the engine compiles.
-KERNEL_FILES = ("probe.cu", "packed_packed.cu", "plane_plane.cu", "mixed.cu")
+KERNEL_FILES = ("probe.cu", "packed_packed.cu", "plane_plane.cu", "mixed.cu", "histogram.cu")
 #: NVRTC options. None: NVRTC targets the device the module is compiled for, and the sources
 #: need no particular C++ standard.
 COMPILE_OPTIONS: tuple[str, ...] = ()
@@ -44,8 +46,17 @@ def get_function(device: int, file: str, name: str):
 
     A module is compiled and loaded once per (device, file) and kept for the process: a
     ``cupy.RawModule`` is loaded on the device that is current when it is first used, so each
-    device gets its own.
+    device gets its own, loaded on that device's thread (see :mod:`._context`).
     """
+    key = (device, file, name)
+    with _lock:
+        fn = _functions.get(key)
+    if fn is not None:
+        return fn
+    return on_device(device, _load, device, file, name)
+
+
+def _load(device: int, file: str, name: str):
     import cupy
 
     key = (device, file, name)
@@ -53,10 +64,9 @@ def get_function(device: int, file: str, name: str):
         fn = _functions.get(key)
         if fn is not None:
             return fn
-        with cupy.cuda.Device(device):
-            module = _modules.get((device, file))
-            if module is None:
-                module = cupy.RawModule(code=kernel_source(file), options=COMPILE_OPTIONS)
-                _modules[(device, file)] = module
-            fn = _functions[key] = module.get_function(name)
+        module = _modules.get((device, file))
+        if module is None:
+            module = cupy.RawModule(code=kernel_source(file), options=COMPILE_OPTIONS)
+            _modules[(device, file)] = module
+        fn = _functions[key] = module.get_function(name)
         return fn

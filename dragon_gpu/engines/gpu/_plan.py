@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...io.base import Encoding
+from ...io.base import Encoding, PixelRule
 from ...model import RowRange
 
 #: Threads of a thread block; the in-kernel reduction needs a multiple of 32 (whole warps).
@@ -28,6 +28,7 @@ MAX_LAUNCH_PIXELS = (1 << 31) - 1
 #: allocation and every slot starts aligned.
 ALIGN = 16
 
+_ANY_RULE = PixelRule(1, True, "any")
 _KERNEL_FILES = {"packed_packed": "packed_packed.cu", "plane_plane": "plane_plane.cu",
                  "mixed": "mixed.cu"}
 
@@ -74,6 +75,22 @@ def kernel_for(body: Encoding, dye: Encoding) -> KernelSpec:
     if b == "packed":
         return KernelSpec(_KERNEL_FILES["mixed"], f"count_packed_plane_{d}", "bytes")
     return KernelSpec(_KERNEL_FILES["mixed"], f"count_plane_packed_{b}", "bytes")
+
+
+def all_kernels() -> list:
+    """Every kernel the engine can launch: one counting kernel per encoding pair, and the
+    histogram kernels (the probe loads them all, so a GPU that passes it can count any pair and
+    histogram any plane)."""
+    tags = [("packed", np.uint8), ("u8", np.uint8), ("u16", np.uint16)]
+    specs = []
+    for b, b_dtype in tags:
+        for d, d_dtype in tags:
+            body = Encoding(b == "packed", 8, np.dtype(b_dtype), _ANY_RULE)
+            dye = Encoding(d == "packed", 8, np.dtype(d_dtype), _ANY_RULE)
+            specs.append(kernel_for(body, dye))
+    specs += [HistogramSpec("histogram_u8", 256), HistogramSpec("histogram_u16", 65536),
+              HistogramSpec("histogram_u8_u8", 65536)]
+    return specs
 
 
 def work_items(spec: KernelSpec, rows: int, width: int) -> int:
@@ -134,3 +151,50 @@ def split_for_devices(blocks: Sequence[RowRange], devices: int) -> list[list[Row
         runs[k].append(block)
         done += block.rows
     return runs
+
+
+# -- histograms -----------------------------------------------------------------------------------
+#: Bins a shared-memory slice of the histogram kernel holds (``DRAGON_SLICE_BINS``).
+SLICE_BINS = 8192
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """A histogram kernel of ``histogram.cu``: its name, bins and shared-memory slices."""
+
+    name: str
+    bins: int
+    file: str = "histogram.cu"
+
+    @property
+    def slices(self) -> int:
+        return max(1, self.bins // SLICE_BINS)
+
+
+def histogram_for(encs: Sequence[Encoding]) -> HistogramSpec:
+    """The kernel histogramming one uint8/uint16 plane, or two uint8 planes jointly.
+
+    Raises
+    ------
+    ValueError
+        For packed rows, or a pair that is not two uint8 planes.
+    """
+    tags = [encoding_tag(e) for e in encs]
+    if tags == ["u8"]:
+        return HistogramSpec("histogram_u8", 256)
+    if tags == ["u16"]:
+        return HistogramSpec("histogram_u16", 65536)
+    if tags == ["u8", "u8"]:
+        if encs[0].width != encs[1].width:
+            raise ValueError(f"widths differ: {encs[0].width} and {encs[1].width}")
+        return HistogramSpec("histogram_u8_u8", 65536)
+    raise ValueError(f"no histogram kernel for {' x '.join(tags)} rows")
+
+
+def histogram_grid(spec: HistogramSpec, pixels: int, multiprocessors: int,
+                   threads: int = THREADS) -> int:
+    """Thread blocks of a histogram launch: a multiple of ``spec.slices`` (every slice gets the
+    same parts of the pixels), about ``BLOCKS_PER_SM`` per multiprocessor in all, at least one
+    part, and no more parts than the pixels need."""
+    parts = max(1, min(-(-pixels // threads), multiprocessors * BLOCKS_PER_SM // spec.slices))
+    return parts * spec.slices

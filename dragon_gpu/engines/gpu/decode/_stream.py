@@ -25,7 +25,8 @@ from ....errors import InputError, MemoryBudgetError
 from ....model import Counts, RowRange
 from ....streaming import prefetch
 from .._device import is_out_of_memory
-from .._engine import CudaEngine, KernelLauncher, _Cancelled, _DeviceStream, _quiet_sync
+from .._engine import (CudaEngine, KernelLauncher, _Cancelled, _DeviceStream, _quiet_sync,
+                       pinned_rows)
 from .._kernels import get_function
 from .._plan import THREADS, device_nbytes, grid_size, sub_blocks
 from ._plan import BlockBatch, Entries, InputPlan, frame
@@ -96,23 +97,21 @@ class DecodingCudaEngine(CudaEngine):
             blocks = sub_blocks(blocks, rows)
         return blocks
 
-    def _make_stream(self, device, body, body_enc, dye, dye_enc, depth, slots, tick, stop):
-        return _DecodeStream(device, body, body_enc, dye, dye_enc, depth, slots, tick, stop,
-                             self.plans, self.decoders)
+    def _make_stream(self, device, readers, encs, depth, slots, tick, stop):
+        return _DecodeStream(device, readers, encs, depth, slots, tick, stop, self.plans,
+                             self.decoders)
 
 
 class _DecodeStream(_DeviceStream):
     """One pass over some blocks on one device, inflating on the GPU (see the module docstring)."""
 
-    def __init__(self, device, body, body_enc, dye, dye_enc, depth, slots, tick, stop, plans,
-                 decoders):
-        super().__init__(device, body, body_enc, dye, dye_enc, depth, slots, tick, stop)
+    def __init__(self, device, readers, encs, depth, slots, tick, stop, plans, decoders):
+        super().__init__(device, readers, encs, depth, slots, tick, stop)
         self.plans = plans
         self.decoder_names = decoders
 
     def _count(self, blocks, copy_stream, compute_stream):
         import cupy
-        import cupyx
 
         launch = KernelLauncher(self.device, *self.encs)
         largest = max(b.rows for b in blocks)
@@ -121,10 +120,9 @@ class _DecodeStream(_DeviceStream):
         for reader, enc, plan, name in zip(self.readers, self.encs, self.plans,
                                            self.decoder_names):
             if plan is None:
-                inputs.append(_HostInput(reader, cupyx))
+                inputs.append(_HostInput(reader))
             else:
-                inputs.append(_GpuInput(plan, blocks, self.device, name, compute_stream, sms,
-                                        cupyx))
+                inputs.append(_GpuInput(plan, blocks, self.device, name, compute_stream, sms))
         with compute_stream:
             counters = cupy.zeros(3, dtype=cupy.uint64)
         slots = []
@@ -210,12 +208,11 @@ def _run_checks(checks) -> None:
 class _HostInput:
     """An input decoded on the CPU: rows into pinned memory, copied as they are."""
 
-    def __init__(self, reader, cupyx):
+    def __init__(self, reader):
         self.reader = reader
-        self._cupyx = cupyx
 
     def alloc(self, rows: int):
-        return self._cupyx.empty_pinned((rows, self.reader.row_items), dtype=self.reader.dtype)
+        return pinned_rows(self.reader, rows)
 
     def read_rows(self, row_start, row_stop, out):
         return self.reader.read_rows(row_start, row_stop, out=out)
@@ -241,10 +238,8 @@ class _Job:
 class _GpuInput:
     """An input inflated on the GPU (see the module docstring)."""
 
-    def __init__(self, plan: InputPlan, blocks, device: int, decoder: str, stream, sms: int,
-                 cupyx):
+    def __init__(self, plan: InputPlan, blocks, device: int, decoder: str, stream, sms: int):
         self.plan = plan
-        self._cupyx = cupyx
         self._sms = sms
         self.device = device
         batches = [plan.batch(b.row_start, b.row_stop) for b in blocks]
@@ -269,7 +264,12 @@ class _GpuInput:
 
     # -- host side ----------------------------------------------------------------------------
     def alloc(self, rows: int):
-        return self._cupyx.empty_pinned(max(1, self.comp_nbytes), dtype=np.uint8)
+        """Page-locked bytes of exactly the largest block's compressed segments (not through
+        CuPy's pinned pool, which rounds up and keeps freed blocks: see ``pinned_rows``)."""
+        import cupy
+
+        mem = cupy.cuda.PinnedMemoryPointer(cupy.cuda.PinnedMemory(max(1, self.comp_nbytes)), 0)
+        return np.ndarray((max(1, self.comp_nbytes),), dtype=np.uint8, buffer=mem)
 
     def read_rows(self, row_start, row_stop, out):
         plan = self.plan
