@@ -221,7 +221,7 @@ def test_dali_graph_wiring():
 def test_dali_graph_builds_where_dali_imports():
     """With DALI installed (``.[dali]``) the real graph builds without a GPU; running it needs
     one (test_gpu_decode_real.py)."""
-    dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed")
+    pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed")
     from nvidia.dali import fn, pipeline_def, types
 
     from dragon_gpu.engines.gpu.decode._dali import inflate_graph
