@@ -220,7 +220,7 @@ def detect(
                      "engine is CUDA and the codec is deflate, zstd or LZ4; else the CPU), cpu, "
                      "or gpu (exit 2 when an input cannot be)."),
     gpu_decoder: str = typer.Option(
-        "nvcomp", help="What inflates LZ4 on the GPU: nvcomp or dali (dragon-gpu[dali]). "
+        "nvcomp", help="What inflates LZ4 on the GPU: nvcomp or dali (the dali extra). "
                        "Deflate and zstd always use nvCOMP."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     preview: Optional[Path] = typer.Option(
