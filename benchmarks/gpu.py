@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clean", action="store_true", help="delete the pairs at the end")
     parser.add_argument("--synthetic", action="store_true",
                         help="write the synthetic pair even where the simulator exists")
+    parser.add_argument("--decode-rows", action="store_true",
+                        help="then GPU decode vs CPU decode + GPU count on compressed pairs "
+                             "(benchmarks/gpu_decode.py)")
     args = parser.parse_args(argv)
 
     from dragon_gpu.cli import parse_memory
@@ -79,6 +82,11 @@ def main(argv=None) -> int:
     print()
     print(table(["pair", "read s", "copy s", "kernel s", "sum of stages s", "slowest stage s",
                  "total s", "total / slowest"], overlap))
+    if args.decode_rows:
+        import gpu_decode  # beside this file
+
+        print()
+        return gpu_decode.main(["--size", str(args.size), "--device", str(args.device)])
     return 0
 
 

@@ -225,6 +225,13 @@ def detect(
     strict: bool = _strict_option(),
     block_rows: Optional[int] = typer.Option(None, min=1, help="Rows per block (default: planned "
                                                                 "from --memory and the files)."),
+    decode: str = typer.Option(
+        "auto", help="Where compressed strips and chunks are inflated: auto (on the GPU where the "
+                     "engine is CUDA and the codec is deflate, zstd or LZ4; else the CPU), cpu, "
+                     "or gpu (exit 2 when an input cannot be)."),
+    gpu_decoder: str = typer.Option(
+        "nvcomp", help="What inflates LZ4 on the GPU: nvcomp or dali (the dali extra). "
+                       "Deflate and zstd always use nvCOMP."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     preview: Optional[Path] = typer.Option(
         None, "--preview", metavar="PNG", help="Also draw the overlay picture (as dragon-gpu "
@@ -248,7 +255,9 @@ def detect(
         threshold=threshold, body_threshold=body_threshold,
         dye_threshold=dye_threshold, body_polarity=body_polarity, dye_polarity=dye_polarity,
         body_dataset=body_dataset, dye_dataset=dye_dataset, page=page,
-        allow_external=allow_external, block_rows=block_rows, strict=strict)
+        allow_external=allow_external, block_rows=block_rows, decode=_choice(
+            "--decode", decode, ("auto", "cpu", "gpu")), gpu_decoder=_choice(
+            "--gpu-decoder", gpu_decoder, ("nvcomp", "dali")), strict=strict)
     if workers is not None and scheduler is None:
         raise UsageError("--workers needs --scheduler (a local detect runs in one process)")
     if preview is not None and scheduler is not None:
@@ -273,6 +282,15 @@ def detect(
         typer.echo(f"dragon-gpu: wrote {drawn.path} ({drawn.png_shape[1]} x {drawn.png_shape[0]} "
                    "pixels)", err=True)
     _render_detect(result.to_dict(), as_json)
+
+
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` lower-cased when it is one of ``allowed``; else a one-line usage error."""
+    text = str(value).strip().lower()
+    if text not in allowed:
+        raise UsageError(f"{option}: expected {', '.join(allowed[:-1])} or {allowed[-1]}, got "
+                         f"{value!r}")
+    return text
 
 
 class _BatchProgress:

@@ -391,4 +391,6 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
         verdict=decide(total, opts.cutoff),
         backend="+".join(sorted(backends)) or "none", seconds=seconds,
         body_rule=chosen.body_rule or plan.body_rule, dye_rule=chosen.dye_rule or plan.dye_rule,
-        warnings=chosen.warnings + coverage_warnings(total, plan.shape), thresholds=chosen)
+        warnings=chosen.warnings + coverage_warnings(total, plan.shape), thresholds=chosen,
+        # The CPU engine always decodes on the CPU; what GPU workers inflated is not reported.
+        decode={"body": "cpu", "dye": "cpu"} if backends == {"cpu"} else None)

@@ -52,6 +52,10 @@ class DetectOptions:
     block_rows: int | None = None
     #: refuse absent Zarr chunks instead of reading them as the fill value
     strict: bool = False
+    #: ``--decode``: where compressed segments are inflated (auto, cpu, gpu)
+    decode: str = "auto"
+    #: ``--gpu-decoder``: what inflates LZ4 on the GPU (nvcomp, dali)
+    gpu_decoder: str = "nvcomp"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class DetectResult:
     warnings: list[str] = field(default_factory=list)
     #: the thresholds used (:class:`dragon_gpu.autothreshold.Chosen`); None: not reported.
     thresholds: "Chosen | None" = None
+    #: which decode ran per input: "cpu", "nvcomp" or "dali" (None: not known, as for a run
+    #: split across Dask workers)
+    decode: dict | None = None
 
     @property
     def counts(self) -> Counts:
@@ -97,6 +104,8 @@ class DetectResult:
             "dye_rule": self.dye_rule,
             "warnings": list(self.warnings),
             **(self.thresholds or Chosen()).as_dict(),
+            # added by the GPU decode path: where each input's segments were inflated
+            "decode": dict(self.decode) if self.decode is not None else None,
         }
 
 
@@ -191,7 +200,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     """
     opts = _options(options, kwargs)
     start = time.perf_counter()
-    counts, shape, body_rule, dye_rule, backend, chosen, notes = _count(
+    counts, shape, body_rule, dye_rule, backend, chosen, decode, notes = _count(
         body_path, dye_path, opts, None, progress, watch)
     seconds = time.perf_counter() - start
     verdict = decide(counts, opts.cutoff)
@@ -203,7 +212,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
         verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
         dye_rule=dye_rule, warnings=notes + chosen.warnings + coverage_warnings(counts, shape),
-        thresholds=chosen)
+        thresholds=chosen, decode=decode)
 
 
 def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | None = None,
@@ -276,12 +285,18 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
            progress: Callable[[int, int], None] | None, watch: Watch | None = None):
     """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, Chosen,
-    the readers' warnings).
+    decode, the readers' warnings).
 
     A threshold method first streams the histograms it needs (see :mod:`.autothreshold`); for a
     uint8 pair that one joint-histogram pass also gives the counts.
     """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
+    if opts.decode == "gpu" and not engine.name.startswith("cuda"):
+        raise UsageError(f"--decode gpu needs a usable GPU (the engine is {engine.name}); use "
+                         "--decode auto or cpu")
+    if opts.decode == "gpu" and watch is not None:
+        raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
+                         "on the host (use --decode auto)")
     with open_pair(body_path, dye_path, opts, rows) as pair:
         passes = autothreshold.passes(opts, pair, watch is not None)
         total = sum(b.rows for b in pair.blocks) * passes
@@ -297,12 +312,20 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
                                                      watching=watch is not None)
         body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
                                                 pair.dye_enc, pair.blocks)
+        decode = {"body": "cpu", "dye": "cpu"}  # histograms decode on the CPU
         if counts is None:
             body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
+            if engine.name.startswith("cuda") and opts.decode != "cpu" and watch is None:
+                # Only the CUDA engine imports the GPU decode path (the CPU path imports nothing
+                # new). A watched pass (the preview) needs the decoded rows on the host.
+                from .engines.gpu.decode import prepare
+
+                engine, decode = prepare(engine, (body, dye), (body_path, dye_path),
+                                         opts.decode, opts.gpu_decoder, opts.memory)
             counts = engine.count_pair(body_in, body_enc, dye_in, dye_enc, blocks, tick)
         notes = body.warnings("body", body_enc.rule) + dye.warnings("dye", dye_enc.rule)
         return (counts, body.shape, body_enc.rule.text, dye_enc.rule.text, engine.name, chosen,
-                notes)
+                decode, notes)
 
 
 def encodings(body: MaskReader, dye: MaskReader, opts: DetectOptions) -> tuple[Encoding, Encoding]:

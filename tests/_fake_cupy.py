@@ -73,6 +73,9 @@ class FakeGpu:
         A kernel name whose ``get_function`` fails as NVRTC would on a compile error.
     eager_kernels : bool
         Run a kernel's stream as soon as the kernel is queued (see the module docstring).
+    nvcomp : bool
+        Also install a stand-in for nvCOMP's Python API (``nvidia.nvcomp``): its batched decode
+        is queued on the codec's stream and inflates with the CPU codecs when the stream runs.
 
     Pinned host memory is counted: ``cupy.cuda.PinnedMemory`` holds exactly its size until it is
     freed (``pinned``, ``pinned_peak``); ``cupyx.empty_pinned`` goes through a model of CuPy's
@@ -82,8 +85,11 @@ class FakeGpu:
 
     def __init__(self, workdir: Path, devices: int = 2, sms: int = 2,
                  device_memory: int | None = None, fail_launch: str | None = None,
-                 eager_kernels: bool = False, fail_compile: str | None = None):
+                 eager_kernels: bool = False, fail_compile: str | None = None,
+                 nvcomp: bool = True):
         self.workdir = Path(workdir)
+        self.nvcomp = nvcomp
+        self.decodes: list[tuple[str, int]] = []  # (algorithm, entries) of each batched decode
         self.eager_kernels = eager_kernels
         self.devices = devices
         self.sms = sms
@@ -260,7 +266,8 @@ class FakeGpu:
         pinned_pool = types.SimpleNamespace(free_all_blocks=free_pinned_pool)
         runtime = types.SimpleNamespace(
             getDeviceCount=lambda: gpu.devices, memcpyAsync=memcpy_async,
-            memcpyHostToDevice=1, CUDARuntimeError=CUDARuntimeError, setDevice=set_device)
+            memcpyHostToDevice=1, memcpyDeviceToDevice=3, CUDARuntimeError=CUDARuntimeError,
+            setDevice=set_device)
         memory = types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
         cuda = types.ModuleType("cupy.cuda")
         cuda.Device, cuda.Event, cuda.Stream = Device, Event, stream_factory
@@ -269,7 +276,7 @@ class FakeGpu:
         cupy = types.ModuleType("cupy")
         cupy.cuda, cupy.RawModule = cuda, RawModule
         cupy.empty, cupy.zeros, cupy.asarray = empty, zeros, asarray
-        cupy.uint8, cupy.uint64 = np.uint8, np.uint64
+        cupy.uint8, cupy.uint32, cupy.uint64 = np.uint8, np.uint32, np.uint64
         cupy.get_default_memory_pool = lambda: pool
         cupy.get_default_pinned_memory_pool = lambda: pinned_pool
         cupyx = types.ModuleType("cupyx")
@@ -277,6 +284,11 @@ class FakeGpu:
         monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)
         monkeypatch.setitem(__import__("sys").modules, "cupy.cuda", cuda)
         monkeypatch.setitem(__import__("sys").modules, "cupyx", cupyx)
+        if self.nvcomp:
+            nvidia = types.ModuleType("nvidia")
+            nvidia.nvcomp = _fake_nvcomp(gpu)
+            monkeypatch.setitem(__import__("sys").modules, "nvidia", nvidia)
+            monkeypatch.setitem(__import__("sys").modules, "nvidia.nvcomp", nvidia.nvcomp)
         # Forget what an earlier test probed, compiled or marked dead, and its device threads.
         from dragon_gpu.engines.gpu import _device, _kernels
 
@@ -403,7 +415,8 @@ class Kernel:
         gpu.check_alive()
         pointers = [a.data.ptr if isinstance(a, FakeArray) else a for a in args]
         if self.name != "probe":
-            gpu.launches.append((device, self.name, int(args[2])))
+            rows = int(args[2]) if isinstance(args[2], (int, np.integer)) else -1
+            gpu.launches.append((device, self.name, rows))
         fail = gpu.fail_launch == self.name
 
         def run():
@@ -419,3 +432,80 @@ class Kernel:
         stream.enqueue(run)
         if gpu.eager_kernels:
             stream.synchronize()
+
+
+def _cpu_inflate(algorithm: str, data: bytes, want: int) -> bytes:
+    """What nvCOMP's RAW decode of one entry gives, with the CPU codecs (b"" when it fails)."""
+    import zlib
+
+    import imagecodecs
+
+    try:
+        if algorithm == "Deflate":
+            return zlib.decompressobj(-15).decompress(data, want + 1)
+        if algorithm == "Zstd":
+            return imagecodecs.zstd_decode(data)
+        return imagecodecs.lz4_decode(data, header=False, out=want)
+    except Exception:
+        return b""
+
+
+def _fake_nvcomp(gpu: FakeGpu):
+    """A stand-in for the parts of ``nvidia.nvcomp`` 6.x the decode path uses."""
+
+    class Batch:
+        def __init__(self, buffer, offsets, sizes, stream, align=16):
+            self.buffer, self.offsets, self.sizes = buffer, list(offsets), list(sizes)
+            self.stream = stream
+            for o, n in zip(self.offsets, self.sizes):
+                if o % align or o + n > buffer.nbytes:
+                    raise ValueError(f"entry at {o} of {n} bytes does not fit or is misaligned")
+
+        @property
+        def buffer_sizes(self):
+            self.stream.synchronize()  # indexing a batch waits for the work that produced it
+            return list(self.sizes)
+
+    def as_arrays(buffer, offsets, sizes, cuda_stream=None):
+        # LZ4 blocks of a chunk follow each other unaligned; nvCOMP's LZ4 reads bytes.
+        return Batch(buffer, offsets, sizes, gpu._streams[cuda_stream], align=1)
+
+    class Codec:
+        def __init__(self, algorithm=None, device_id=None, cuda_stream=None, bitstream_kind=None,
+                     **options):
+            assert bitstream_kind == "RAW", bitstream_kind
+            assert algorithm in ("Deflate", "Zstd", "LZ4"), algorithm
+            self.algorithm, self.stream = algorithm, gpu._streams[cuda_stream]
+
+        def compression_config(self, sizes):
+            return ("config", list(sizes))
+
+        def decompression_config(self, config):
+            return config
+
+        def decode(self, srcs, out=None, decompression_config=None):
+            assert out is not None and decompression_config[1] == out.sizes
+            if self.algorithm != "LZ4":  # deflate bodies and zstd frames start aligned
+                assert all(o % 16 == 0 for o in srcs.offsets), srcs.offsets
+            assert all(o % 16 == 0 for o in out.offsets), out.offsets
+            result = Batch(out.buffer, out.offsets, [0] * len(out.sizes), self.stream)
+            gpu.decodes.append((self.algorithm, len(srcs.sizes)))
+            comp, dec = srcs.buffer.host.view(np.uint8).reshape(-1), out.buffer.host.view(
+                np.uint8).reshape(-1)
+
+            def run():  # when the codec's stream gets there, as nvCOMP's kernels would
+                for k, (a, n, d, w) in enumerate(zip(srcs.offsets, srcs.sizes, out.offsets,
+                                                     out.sizes)):
+                    got = np.frombuffer(_cpu_inflate(self.algorithm, comp[a:a + n].tobytes(), w),
+                                        np.uint8)
+                    keep = min(got.size, w)
+                    dec[d:d + keep] = got[:keep]
+                    result.sizes[k] = got.size
+
+            self.stream.enqueue(run)
+            return result
+
+    module = types.ModuleType("nvidia.nvcomp")
+    module.as_arrays, module.Codec = as_arrays, Codec
+    module.BitstreamKind = types.SimpleNamespace(RAW="RAW", NVCOMP_NATIVE="NVCOMP_NATIVE")
+    return module

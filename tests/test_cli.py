@@ -32,6 +32,7 @@ DETECT_KEYS = {
     # the thresholds used: null for 1-bit and mask inputs
     "body_threshold": (int, type(None)), "dye_threshold": (int, type(None)),
     "body_threshold_method": (str, type(None)), "dye_threshold_method": (str, type(None)),
+    "decode": dict,
 }
 
 

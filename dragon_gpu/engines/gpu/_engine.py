@@ -225,8 +225,10 @@ class CudaEngine(Engine):
                 run = _DeviceStream(device, body, body_enc, self.prefetch_depth,
                                     self.device_slots, tick, stop, histogram=True)
             else:
-                run = _DeviceStream(device, (body, dye), (body_enc, dye_enc),
-                                    self.prefetch_depth, self.device_slots, tick, stop)
+                # A subclass may stream differently (the GPU-decode engine inflates on the device).
+                factory = getattr(self, "stream_factory", _DeviceStream)
+                run = factory(device, (body, dye), (body_enc, dye_enc), self.prefetch_depth,
+                              self.device_slots, tick, stop)
             try:
                 return run.count(sub_blocks(blocks, rows))
             except BaseException as exc:
