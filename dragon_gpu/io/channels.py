@@ -133,7 +133,6 @@ class Hdf5PlaneReader(Hdf5Reader):
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[-2]) if ds.chunks else 1
-        self._compression = ds.compression
         from .hdf5 import _filter_names
 
         self._filters = _filter_names(ds)
