@@ -33,9 +33,9 @@ import numpy as np
 
 from .errors import OutputError, UsageError
 from .io import Kind, Polarity, open_mask, split_selector
-from .io.base import default_threshold
+from .io.base import default_threshold, packed_row_bytes
 from .io._output import check_target
-from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
+from .io.writers import segment_rows_for, write_hdf5, write_tiff
 
 ENCODINGS = ("packed", "u8", "u16")
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
@@ -69,7 +69,6 @@ class _Mapping:
                  threshold: int | None, where: str):
         self.reader = reader
         self.width = reader.width
-        self.nb = (self.width + 7) // 8
         self.polarity = None if polarity is None else Polarity(polarity)
         kind = reader.kind
         self.kind = kind
@@ -270,8 +269,8 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         height, width = reader.shape
         packed = encoding == "packed"
         dtype = np.uint16 if encoding == "u16" else np.uint8
-        out_row_nbytes = ((width + 7) // 8) if packed else width * np.dtype(dtype).itemsize
-        seg = segment_rows or max(16, min(4096, SEGMENT_NBYTES // out_row_nbytes // 16 * 16))
+        out_row_nbytes = packed_row_bytes(width) if packed else width * np.dtype(dtype).itemsize
+        seg = segment_rows or segment_rows_for(out_row_nbytes)
         if zarr_out:  # chunks of 1024 x 1024 pixels unless told: tiles, not strips
             seg = segment_rows or 1024
         unit = max(seg, reader.row_granularity)

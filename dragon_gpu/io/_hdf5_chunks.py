@@ -3,17 +3,18 @@
 h5py serialises every call behind one lock, so reading a compressed dataset through it uses one
 core. Here the chunk index is asked for each chunk's byte range (cheap, under the lock), and the
 bytes are read with ``os.pread`` and un-filtered with imagecodecs on the decode pool. Filter
-pipelines made only of the filters below are decoded this way; any other falls back to h5py.
+pipelines made only of the filters the codec table decodes (and shuffle) are decoded this way;
+any other falls back to h5py.
 """
 
 from __future__ import annotations
 
-import imagecodecs
 import numpy as np
 
-#: HDF5 filter id -> name; these can be undone here (in reverse order of the pipeline).
-DECODABLE_FILTERS = {1: "gzip", 2: "shuffle", 32000: "lzf", 32001: "blosc", 32004: "lz4",
-                     32015: "zstd"}
+from .codecs import HDF5_SHUFFLE, hdf5_codec, hdf5_decodable
+
+#: HDF5 filter ids undone here (in reverse order of the pipeline).
+_DECODABLE = hdf5_decodable()
 
 
 def filter_ids(ds) -> list[int]:
@@ -25,7 +26,7 @@ def can_decode(ds) -> bool:
     """True when every chunk of ``ds`` can be read by byte range and decoded here."""
     if ds.chunks is None or ds.is_virtual or ds.external:
         return False
-    return all(f in DECODABLE_FILTERS for f in filter_ids(ds))
+    return all(f in _DECODABLE for f in filter_ids(ds))
 
 
 def unfilter(raw: np.ndarray, filters: list[int], mask: int, nbytes: int, itemsize: int,
@@ -42,7 +43,7 @@ def unfilter(raw: np.ndarray, filters: list[int], mask: int, nbytes: int, itemsi
         if mask & (1 << i):
             continue
         fid = filters[i]
-        if fid == 2:
+        if fid == HDF5_SHUFFLE:
             if itemsize > 1:
                 if data.nbytes != nbytes:
                     raise ValueError(f"shuffled chunk has {data.nbytes} bytes, expected {nbytes}")
@@ -51,19 +52,11 @@ def unfilter(raw: np.ndarray, filters: list[int], mask: int, nbytes: int, itemsi
                 data = out
                 slot ^= 1
             continue
-        out = scratch(nbytes, f"u{slot}")
-        if fid == 1:
-            got = imagecodecs.deflate_decode(data, out=out)  # libdeflate, zlib format
-        elif fid == 32000:
-            got = imagecodecs.lzf_decode(data, out=out)
-        elif fid == 32015:
-            got = imagecodecs.zstd_decode(data, out=out)
-        elif fid == 32004:
-            got = imagecodecs.lz4h5_decode(data, out=out)
-        elif fid == 32001:
-            got = imagecodecs.blosc_decode(data, out=out)
-        else:  # pragma: no cover - excluded by can_decode
+        codec = hdf5_codec(fid)
+        if codec is None or codec.decode is None:  # pragma: no cover - excluded by can_decode
             raise ValueError(f"filter {fid} cannot be decoded here")
+        out = scratch(nbytes, f"u{slot}")
+        got = codec.decode(data, out=out)
         data = np.frombuffer(got, np.uint8) if not isinstance(got, np.ndarray) else got
         data = data.reshape(-1).view(np.uint8)
         slot ^= 1

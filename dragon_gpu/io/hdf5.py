@@ -18,6 +18,7 @@ from . import _hdf5_chunks
 from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
 from .base import Kind
+from .codecs import hdf5_filter_name
 
 #: Attributes of a packed-bit mask dataset written by dragon-gpu. The dataset is uint8 of shape
 #: (rows, ceil(width / 8)), most significant bit first; ``width`` is the image width in pixels.
@@ -282,7 +283,6 @@ class Hdf5Reader(SegmentedReader):
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[0]) if ds.chunks else 1
-        self._compression = ds.compression
         self._filters = _filter_names(ds)
 
     def _check_storage(self, ds, name: str) -> None:
@@ -389,10 +389,6 @@ class Hdf5Reader(SegmentedReader):
         """Decoded bytes of one row of chunks: HDF5 decodes whole chunks."""
         return self._unit_nbytes
 
-    @property
-    def chunks(self):
-        return self._chunks
-
     def describe(self) -> dict:
         layout = (f"chunks of {self._chunks[0]} x {self._chunks[1]}" if self._chunks
                   else "contiguous")
@@ -471,10 +467,8 @@ def _filter_names(ds) -> list[str]:
         plist = ds.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code, _flags, _values, name = plist.get_filter(i)
-            known = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 32000: "lzf",
-                     32001: "blosc", 32004: "lz4", 32008: "bitshuffle", 32015: "zstd"}
-            names.append(known.get(code, name.decode(errors="replace") if isinstance(name, bytes)
-                                   else str(name)))
+            names.append(hdf5_filter_name(code) or (name.decode(errors="replace")
+                                                    if isinstance(name, bytes) else str(name)))
     except Exception:  # pragma: no cover - exotic plists
         pass
     return names

@@ -23,27 +23,26 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
-import imagecodecs
 import numpy as np
 
 from .. import __version__
 from ..errors import UsageError
+from ._decode import decode_workers as default_workers
+from ._decode import ordered_map
 from ._output import AtomicOutput
+from .base import packed_row_bytes
+from .codecs import HDF5_WRITABLE, TIFF_WRITABLE, hdf5_create_options
 from .hdf5 import PACKED_BITORDER_ATTR, PACKED_ENCODING, PACKED_ENCODING_ATTR, PACKED_WIDTH_ATTR
 
 __all__ = ["AtomicOutput", "Hdf5RowWriter", "TiffRowWriter", "TIFF_COMPRESSIONS",
            "HDF5_COMPRESSIONS", "segment_rows_for", "write_hdf5", "write_tiff", "ordered_map"]
 
-#: TIFF compression name -> tag value.
-TIFF_COMPRESSIONS = {"deflate": 8, "lzw": 5, "packbits": 32773, "zstd": 50000, "none": 1}
+#: TIFF compression name -> tag value (from the codec table, :mod:`.codecs`).
+TIFF_COMPRESSIONS = {name: c.tiff_tags[0] for name, c in TIFF_WRITABLE.items()}
 #: HDF5 compression names; lz4 and zstd need the ``hdf5plugin`` package.
-HDF5_COMPRESSIONS = ("gzip", "lzf", "lz4", "zstd", "none")
-#: Default levels: libdeflate 6 and zstd 3 are the usual speed/size balance of each codec.
-DEFAULT_LEVELS = {"deflate": 6, "gzip": 6, "zstd": 3}
+HDF5_COMPRESSIONS = tuple(HDF5_WRITABLE)
 #: Raw bytes a segment aims at: large enough for good compression, small enough to stream.
 SEGMENT_NBYTES = 1 << 20
 #: Classic TIFF offsets are 32-bit; leave room for the IFD and the strip tables.
@@ -54,40 +53,6 @@ def segment_rows_for(row_nbytes: int, target: int = SEGMENT_NBYTES) -> int:
     """Rows of a strip or chunk: about ``target`` raw bytes, a multiple of 16 rows, 16 to 4096."""
     rows = max(1, target // max(1, row_nbytes))
     return int(min(4096, max(16, rows // 16 * 16)))
-
-
-# -- parallel, ordered encoding ---------------------------------------------------------------------
-def ordered_map(fn: Callable, items: Iterable, workers: int, window: int | None = None) -> Iterator:
-    """``fn(item)`` for each item on ``workers`` threads, yielded in the order of ``items``.
-
-    At most ``window`` items (default ``2 * workers + 2``) are in flight, so memory stays bounded.
-    When the consumer stops early (an exception, Ctrl-C), queued items are cancelled and the
-    running ones finish before this returns.
-    """
-    window = window or 2 * workers + 2
-    if workers <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="dragon-encode")
-    pending: deque = deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for f in pending:
-            f.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def default_workers() -> int:
-    from ._decode import decode_workers
-
-    return decode_workers()
 
 
 def _rechunk(blocks: Iterable[np.ndarray], rows: int, total_rows: int, row_items: int,
@@ -140,7 +105,7 @@ class _SegmentWriter:
     @property
     def row_items(self) -> int:
         width = self.shape[1]
-        return (width + 7) // 8 if self.packed else width
+        return packed_row_bytes(width) if self.packed else width
 
     @property
     def n_segments(self) -> int:
@@ -231,7 +196,8 @@ class TiffRowWriter(_SegmentWriter):
             raise UsageError(f"--compression: {compression!r} is not a TIFF compression; choose "
                              f"one of {', '.join(TIFF_COMPRESSIONS)}")
         self.bits, self.photometric, self.compression = bits, photometric, compression
-        self.level = DEFAULT_LEVELS.get(compression) if level is None else int(level)
+        self._codec = TIFF_WRITABLE[compression]
+        self.level = self._codec.level if level is None else int(level)
         self.packed = bits == 1
         self.dtype = np.dtype(np.uint16 if bits == 16 else np.uint8)
         row_nbytes = self.row_items * self.dtype.itemsize
@@ -259,17 +225,7 @@ class TiffRowWriter(_SegmentWriter):
         """Compressed bytes of the strip starting at ``row_start`` (thread safe)."""
         self._check_segment(row_start, rows)
         rows = np.ascontiguousarray(rows, dtype=self.dtype.newbyteorder("<"))
-        c = self.compression
-        if c == "deflate":
-            return imagecodecs.deflate_encode(rows, level=self.level)
-        if c == "zstd":
-            return imagecodecs.zstd_encode(rows, level=self.level)
-        if c == "lzw":
-            return imagecodecs.lzw_encode(rows)
-        if c == "packbits":
-            # TIFF PackBits never runs across rows: each row is packed on its own.
-            return imagecodecs.packbits_encode(rows.view(np.uint8), axis=-1)
-        return rows.tobytes()
+        return self._codec.encode(rows, self.level)
 
     def append(self, row_start: int, nrows: int, data) -> None:
         """Write the next strip (strips come in row order)."""
@@ -320,7 +276,7 @@ class TiffRowWriter(_SegmentWriter):
             (256, 4, [width]),
             (257, 4, [height]),
             (258, 3, [self.bits]),
-            (259, 3, [TIFF_COMPRESSIONS[self.compression]]),
+            (259, 3, [self._codec.tiff_tags[0]]),
             (262, 3, [1 if self.photometric == "minisblack" else 0]),
             (273, ptype, self._offsets),                   # StripOffsets
             (277, 3, [1]),                                 # SamplesPerPixel
@@ -418,15 +374,17 @@ class Hdf5RowWriter(_SegmentWriter):
             raise UsageError(f"--compression: {compression!r} is not an HDF5 compression; choose "
                              f"one of {', '.join(HDF5_COMPRESSIONS)}")
         self.compression = compression
-        self.level = DEFAULT_LEVELS.get(compression) if level is None else int(level)
+        self._codec = HDF5_WRITABLE[compression]
+        self.level = self._codec.level if level is None else int(level)
         row_nbytes = self.row_items * self.dtype.itemsize
         if chunk_rows is None:
             chunk_rows = segment_rows_for(row_nbytes)
         if int(chunk_rows) < 1:
             raise UsageError(f"--chunk-rows: must be positive, got {chunk_rows}")
         self.segment_rows = min(int(chunk_rows), self.shape[0])
-        filters = _hdf5_filter(compression, self.level)
-        self._direct = compression != "lzf"
+        filters = hdf5_create_options(self._codec, self.level)
+        # Chunks whose HDF5 filter format imagecodecs writes are compressed on worker threads.
+        self._direct = self._codec.encode is not None
         self._file = h5py.File(self.path, "w")
         try:
             self._ds = self._file.create_dataset(
@@ -454,14 +412,7 @@ class Hdf5RowWriter(_SegmentWriter):
             full[:rows.shape[0]] = rows
             rows = full
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        c = self.compression
-        if c == "gzip":
-            return imagecodecs.deflate_encode(rows, level=self.level)
-        if c == "zstd":
-            return imagecodecs.zstd_encode(rows, level=self.level)
-        if c == "lz4":
-            return imagecodecs.lz4h5_encode(rows)
-        return rows.tobytes()
+        return self._codec.encode(rows, self.level)
 
     def append(self, row_start: int, nrows: int, data) -> None:
         if row_start != self._next:
@@ -497,21 +448,6 @@ class Hdf5RowWriter(_SegmentWriter):
     @property
     def nbytes(self) -> int:
         return os.path.getsize(self.path)
-
-
-def _hdf5_filter(compression: str, level: int | None) -> dict:
-    if compression == "gzip":
-        return {"compression": "gzip", "compression_opts": level}
-    if compression == "lzf":
-        return {"compression": "lzf"}
-    if compression in ("lz4", "zstd"):
-        try:
-            import hdf5plugin
-        except ImportError:
-            raise UsageError(f"--compression {compression} needs the hdf5plugin package "
-                             "(pip install hdf5plugin)") from None
-        return dict(hdf5plugin.LZ4() if compression == "lz4" else hdf5plugin.Zstd(clevel=level))
-    return {}
 
 
 # -- one-call helpers -------------------------------------------------------------------------------
