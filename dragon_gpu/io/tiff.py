@@ -146,6 +146,13 @@ class TiffReader(SegmentedReader):
         self._segs_down = -(-height // self._seg_rows)
         self._offsets = np.asarray(p.dataoffsets, dtype=np.int64)
         self._counts = np.asarray(p.databytecounts, dtype=np.int64)
+        self._check_segment_table(where)
+        self._check_declared_size()
+        self.row_granularity = self._seg_rows
+        self._bigtiff = self._tif.is_bigtiff
+
+    def _check_segment_table(self, where: str) -> None:
+        """Every strip or tile the layout needs is listed, and lies inside the file."""
         need = self._segs_across * self._segs_down
         if len(self._offsets) != need or len(self._counts) != need:
             raise CorruptInputError(f"lists {len(self._offsets)} data segments where its layout needs "
@@ -165,9 +172,6 @@ class TiffReader(SegmentedReader):
             raise CorruptInputError(
                 f"is truncated: {self._unit_name} {bad} ends at byte {int(ends[bad])}, the file "
                 f"has {size} bytes", where)
-        self._check_declared_size()
-        self.row_granularity = self._seg_rows
-        self._bigtiff = self._tif.is_bigtiff
 
     @property
     def _unit_name(self) -> str:
