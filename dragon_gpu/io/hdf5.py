@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from ..errors import one_line as _why
-from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
+from ..errors import (CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError,
+                      one_line)
 from . import _hdf5_chunks
 from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
@@ -59,7 +59,8 @@ class Hdf5Reader(SegmentedReader):
         try:
             self._file = h5py.File(self.path, "r")
         except Exception as exc:
-            raise CorruptInputError(f"not a readable HDF5 file ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"not a readable HDF5 file ({one_line(exc)})",
+                                    self.path) from None
         try:
             open_path, name = self._resolve(dataset)
             self._open_dataset(open_path, name)
@@ -68,7 +69,8 @@ class Hdf5Reader(SegmentedReader):
             raise
         except Exception as exc:
             self._file.close()
-            raise CorruptInputError(f"damaged HDF5 structure ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"damaged HDF5 structure ({one_line(exc)})",
+                                    self.path) from None
 
     # -- finding the dataset --------------------------------------------------------------------
     def _resolve(self, dataset: str | None) -> tuple[str, str]:
@@ -351,7 +353,7 @@ class Hdf5Reader(SegmentedReader):
         except Exception as exc:
             raise CorruptInputError(
                 f"chunk at row {seg.row0}, column {seg.col0} of {self.dataset_name!r} cannot be "
-                f"decoded ({_why(exc)})", self.path) from None
+                f"decoded ({one_line(exc)})", self.path) from None
         return self._native(data, seg, nbytes)
 
     def _native(self, data: np.ndarray, seg: Segment, nbytes: int) -> np.ndarray:
@@ -376,7 +378,7 @@ class Hdf5Reader(SegmentedReader):
             self._ds.read_direct(target, np.s_[row_start:row_stop, :])
         except Exception as exc:
             raise CorruptInputError(f"rows {row_start}-{row_stop} of {self.dataset_name!r} cannot "
-                                    f"be read ({_why(exc)})", self.path) from None
+                                    f"be read ({one_line(exc)})", self.path) from None
         return out
 
     def close(self):

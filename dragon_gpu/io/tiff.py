@@ -18,8 +18,7 @@ import warnings
 import numpy as np
 import tifffile
 
-from ..errors import one_line as _why
-from ..errors import CorruptInputError, InputError, UnsupportedInputError
+from ..errors import CorruptInputError, InputError, UnsupportedInputError, one_line
 from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
 from .base import Kind, packed_row_bytes
@@ -64,7 +63,8 @@ class TiffReader(SegmentedReader):
         except Exception as exc:  # tifffile raises many types for malformed files
             if tif is not None:  # opened, but it logged damage on the way
                 tif.close()
-            raise CorruptInputError(f"not a readable TIFF file ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"not a readable TIFF file ({one_line(exc)})",
+                                    self.path) from None
         self._tif = tif
         try:
             self._open_page(page)
@@ -83,7 +83,8 @@ class TiffReader(SegmentedReader):
         except InputError:
             raise
         except Exception as exc:
-            raise CorruptInputError(f"damaged TIFF structure ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"damaged TIFF structure ({one_line(exc)})",
+                                    self.path) from None
 
     def _read_tags(self, p: "tifffile.TiffPage") -> None:
         where = self.path
@@ -270,7 +271,7 @@ class TiffReader(SegmentedReader):
                 buf = _as_bytes_array(self._codec.decode(raw, out=target if direct
                                                         else self.scratch(need)))
         except Exception as exc:
-            raise CorruptInputError(f"segment {seg.index} cannot be decoded ({_why(exc)})",
+            raise CorruptInputError(f"segment {seg.index} cannot be decoded ({one_line(exc)})",
                                     self.path) from None
         if buf.nbytes < need:
             raise CorruptInputError(
