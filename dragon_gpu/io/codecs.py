@@ -8,7 +8,7 @@ compression means adding a row (and, for writing, its encoder).
 
 The rows are in the order messages and help texts list them: TIFF's readable codecs ("none,
 deflate, LZW, PackBits, zstd, LZMA"), and the written ones of each format with ``none`` last
-(TIFF: deflate, lzw, packbits, zstd; HDF5: gzip, lzf, lz4, zstd).
+(TIFF: deflate, lzw, packbits, zstd; HDF5: gzip, lzf, lz4, zstd; Zarr: zstd, gzip, blosc).
 
 One stream format can have two names: TIFF's deflate (tags 8 and 32946) and HDF5's ``gzip``
 filter are both zlib streams (one row, ``deflate``). Zarr's ``gzip`` and ``zlib`` codecs are rows
@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["Codec", "CODECS", "HDF5_SHUFFLE", "HDF5_WRITABLE", "TIFF_WRITABLE", "by_name",
+__all__ = ["Codec", "CODECS", "HDF5_SHUFFLE", "HDF5_WRITABLE", "TIFF_WRITABLE", "ZARR_WRITABLE",
+           "by_name",
            "hdf5_codec", "hdf5_create_options", "hdf5_decodable", "hdf5_filter_name", "tiff_codec",
            "zarr_decoders", "zarr_v3_names"]
 
@@ -56,6 +57,8 @@ class Codec:
     tiff_write: bool = False
     #: written by HDF5; lzf has no encoder here and goes through h5py's filter pipeline.
     hdf5_write: bool = False
+    #: written by the Zarr writer (through zarr-python's codec ``zarr_v3``).
+    zarr_write: bool = False
     #: level used when none is given.
     level: int | None = None
     #: decoded bytes a stored byte can become at most (None: no known bound).
@@ -99,11 +102,11 @@ def _lz4h5(rows: np.ndarray, level) -> bytes:
 # Bounds of max_expansion: deflate, a 258-byte match in 2 bits; LZW, at most 4096 bytes a 9-bit
 # code; PackBits, 128 bytes from 2; zstd, a 128 KiB block from a 4-byte RLE block (doubled for
 # margin). Default levels: libdeflate 6 and zstd 3 are the usual speed/size balance of each
-# codec; Zarr's gzip keeps zarr's own 5. libdeflate reads the zlib streams of TIFF deflate and
+# codec; Zarr's gzip keeps zarr's own 5, Zarr's Blosc is zstd 3 inside. libdeflate reads the zlib streams of TIFF deflate and
 # HDF5 gzip (RESULTS.md).
 CODECS: tuple[Codec, ...] = (
     Codec("none", "none", tiff_tags=(1,), zarr_id="none", encode=_raw, tiff_write=True,
-          hdf5_write=True, max_expansion=1),
+          hdf5_write=True, zarr_write=True, max_expansion=1),
     Codec("deflate", "deflate", tiff_tags=(8, 32946), hdf5_filter=1, hdf5_name="gzip",
           decode=imagecodecs.deflate_decode, encode=_deflate, tiff_write=True, hdf5_write=True,
           level=6, max_expansion=1032, nvcomp="Deflate"),
@@ -117,13 +120,14 @@ CODECS: tuple[Codec, ...] = (
           encode=_lz4h5, hdf5_write=True, nvcomp="LZ4", dali="LZ4"),
     Codec("zstd", "zstd", tiff_tags=(50000,), hdf5_filter=32015, hdf5_name="zstd",
           zarr_id="zstd", zarr_v3="ZstdCodec", decode=imagecodecs.zstd_decode, encode=_zstd,
-          tiff_write=True, hdf5_write=True, level=3, max_expansion=65536, nvcomp="Zstd"),
+          tiff_write=True, hdf5_write=True, zarr_write=True, level=3, max_expansion=65536,
+          nvcomp="Zstd"),
     Codec("lzma", "LZMA", tiff_tags=(34925,), decode=imagecodecs.lzma_decode),
     Codec("gzip", "gzip", zarr_id="gzip", zarr_v3="GzipCodec", decode=imagecodecs.gzip_decode,
-          level=5),
+          zarr_write=True, level=5),
     Codec("zlib", "zlib", zarr_id="zlib", decode=imagecodecs.zlib_decode),
     Codec("blosc", "Blosc", hdf5_filter=32001, hdf5_name="blosc", zarr_id="blosc",
-          zarr_v3="BloscCodec", decode=imagecodecs.blosc_decode),
+          zarr_v3="BloscCodec", decode=imagecodecs.blosc_decode, zarr_write=True, level=3),
 )
 
 #: HDF5's byte shuffle: a filter, not a codec, undone by the readers (and the GPU) as well.
@@ -170,6 +174,8 @@ def _none_last(rows) -> list[Codec]:
 TIFF_WRITABLE = {c.name: c for c in _none_last(c for c in CODECS if c.tiff_write)}
 #: HDF5 ``--compression`` name -> codec (``gzip`` is deflate), in the order messages list them.
 HDF5_WRITABLE = {c.hdf5_name or c.name: c for c in _none_last(c for c in CODECS if c.hdf5_write)}
+#: Zarr ``--compression`` name -> codec, in the order messages list them.
+ZARR_WRITABLE = {c.zarr_id: c for c in _none_last(c for c in CODECS if c.zarr_write)}
 
 
 def zarr_decoders() -> dict[str, Callable | None]:
