@@ -441,7 +441,7 @@ def info(
     memory: str = typer.Option("1GiB", help="Memory budget of --histogram's pass."),
 ):
     """Describe an input: shape, bit depth, layout, compression, pixel rules, decode cost."""
-    from .inspect import describe_file
+    from .info import describe_file
 
     facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
                           sample=sample)

@@ -30,6 +30,7 @@ import numpy as np
 from .errors import UsageError
 from .io import Encoding, MaskReader
 from .io._output import AtomicOutput, check_target
+from .io.base import packed_row_bytes
 from .model import Counts
 from .verdict import decide
 
@@ -189,7 +190,7 @@ class Overlay:
         local = self._local
         if getattr(local, "rows", 0) < rows:
             width = self.shape[1]
-            items = -(-width // 8) * 8
+            items = packed_row_bytes(width) * 8  # whole bytes of pixels: unpackbits' output
             local.rows = rows
             local.body = np.empty(rows * items, np.uint8)
             local.dye = np.empty(rows * items, np.uint8)

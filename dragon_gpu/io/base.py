@@ -21,6 +21,26 @@ import numpy as np
 from ..errors import UsageError
 
 
+def packed_row_bytes(width: int) -> int:
+    """Bytes of one packed row of ``width`` pixels (eight a byte, the last byte padded)."""
+    return (width + 7) // 8
+
+
+class _RowLayout:
+    """``row_items`` and ``row_nbytes`` of rows that are ``packed`` or planes of ``dtype``."""
+
+    packed: bool
+    dtype: np.dtype
+
+    @property
+    def row_items(self) -> int:
+        return packed_row_bytes(self.width) if self.packed else self.width
+
+    @property
+    def row_nbytes(self) -> int:
+        return self.row_items * np.dtype(self.dtype).itemsize
+
+
 class Polarity(str, Enum):
     """Which pixels of an image are members: the dark ones or the bright ones."""
 
@@ -54,24 +74,16 @@ class PixelRule:
 
 
 @dataclass(frozen=True)
-class Encoding:
-    """What the engine needs to know about the rows of one input."""
+class Encoding(_RowLayout):
+    """What the engine needs to know about the rows of one input: their layout and the rule."""
 
     packed: bool
     width: int
     dtype: np.dtype
     rule: PixelRule
 
-    @property
-    def row_items(self) -> int:
-        return (self.width + 7) // 8 if self.packed else self.width
 
-    @property
-    def row_nbytes(self) -> int:
-        return self.row_items * np.dtype(self.dtype).itemsize
-
-
-class MaskReader(abc.ABC):
+class MaskReader(_RowLayout, abc.ABC):
     """One 2-D image of a file, read as row blocks without ever loading the whole image.
 
     Subclasses set the attributes below in ``__init__`` after validating the file, and implement
@@ -104,14 +116,6 @@ class MaskReader(abc.ABC):
     @property
     def width(self) -> int:
         return self.shape[1]
-
-    @property
-    def row_items(self) -> int:
-        return (self.width + 7) // 8 if self.packed else self.width
-
-    @property
-    def row_nbytes(self) -> int:
-        return self.row_items * np.dtype(self.dtype).itemsize
 
     @property
     def unit_nbytes(self) -> int:

@@ -15,6 +15,7 @@ Importing this package imports neither CuPy nor nvCOMP; the CPU engine never imp
 from __future__ import annotations
 
 from ....errors import UsageError
+from ....io.codecs import by_name
 from ._plan import InputPlan, plan_input
 
 #: the kernel sources of the decode path (``engines/gpu/kernels``).
@@ -63,8 +64,9 @@ def prepare(engine, readers, paths, decode: str = "auto", gpu_decoder: str = "nv
             raise UsageError(f"--decode gpu: {why}", str(path))
         name = "cpu"
         if plan is not None:
-            name = gpu_decoder if plan.codec == "lz4" else "nvcomp"
-            if gpu_decoder == "dali" and plan.codec != "lz4" and decode == "gpu":
+            dali = by_name(plan.codec).dali is not None  # DALI inflates LZ4 only
+            name = gpu_decoder if dali else "nvcomp"
+            if gpu_decoder == "dali" and not dali and decode == "gpu":
                 raise UsageError(f"--gpu-decoder dali inflates LZ4 only; this file is "
                                  f"{plan.codec} (use --gpu-decoder nvcomp)", str(path))
             missing = _missing(name)
