@@ -22,8 +22,10 @@ import io
 import json
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -500,11 +502,55 @@ def run_pair(pair: Pair, options: DetectOptions, task: Task | None = None) -> di
         return error_record(pair, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _init_worker(decode_threads: int) -> None:
-    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops the
-    # workers), so a pair is never recorded as failed because the user pressed Ctrl-C.
+def _init_worker(decode_threads: int, batch_pid: int) -> None:
+    # Ctrl-C (and a SIGTERM sent to the process group, as by `timeout` or a service manager)
+    # reaches every worker; the parent alone handles it and stops the workers, so a pair is never
+    # recorded as failed because the batch was stopped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.setdefault("DRAGON_GPU_DECODE_THREADS", str(decode_threads))
+    exit_with(batch_pid)
+
+
+#: Seconds between two looks of a worker at the batch process, where no pidfd can wait for it.
+PARENT_POLL = 0.2
+
+
+def exit_with(batch_pid: int) -> None:
+    """End this worker process as soon as the batch process ``batch_pid`` is gone.
+
+    A SIGKILL of the batch runs none of its cleanup, and its workers are children of the
+    forkserver, which itself lives as long as any of them: they would live on, holding the
+    caller's pipes open. A daemon thread waits for the batch to end (a pidfd on Linux, else a
+    poll) and exits the worker at once; the forkserver and the resource tracker then see their
+    last user gone and exit too.
+    """
+    try:
+        fd = os.pidfd_open(batch_pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: poll
+        fd = None
+    if fd is None and not _running(batch_pid):
+        os._exit(1)
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has exited
+        else:
+            while _running(batch_pid):
+                time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dragon-gpu-batch-watch", daemon=True).start()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - it exists, as another user's process
+        return True
+    return True
 
 
 def _mp_context():
@@ -552,7 +598,7 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
         for device in plan.devices[:workers]:
             slots.put(device)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                               initargs=(_init_worker, (decode_threads,), slots))
+                               initargs=(_init_worker, (decode_threads, os.getpid()), slots))
     run = run_pair_on_gpu if gpu else run_pair
     in_flight: dict = {}
     suspects: list[Pair] = []
@@ -603,7 +649,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         if proc.is_alive():
-            proc.terminate()
+            proc.kill()  # workers ignore SIGTERM (see _init_worker); they hold nothing to clean
     for proc in processes:
         proc.join(timeout=5)
 
