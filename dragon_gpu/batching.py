@@ -715,6 +715,10 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     pairs = as_pairs(manifest_or_pairs)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
+    if scheduler is not None:
+        from .distributed import check_scheduler
+
+        scheduler = check_scheduler(scheduler)
     log = ResultsLog(out, pairs, retry_errors) if out is not None else None
     try:
         done = dict(log.done) if log is not None else {}

@@ -35,7 +35,7 @@ from .pipeline import (DetectOptions, DetectResult, _options, count_range, cover
                        open_pair, resolve_thresholds)
 from .verdict import decide
 
-__all__ = ["DistributedError", "PairPlan", "connect", "count_task", "detect", "plan_pair",
+__all__ = ["DistributedError", "PairPlan", "check_scheduler", "connect", "count_task", "detect", "plan_pair",
            "run_pairs", "split_rows"]
 
 #: Row-range tasks per worker thread in a distributed detect: enough to even out slow workers.
@@ -87,12 +87,9 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     ------
     (client, device)
     """
+    scheduler = check_scheduler(scheduler)
     dd = _dask()
     warn = warn or _stderr
-    scheduler = str(scheduler).strip()
-    if not scheduler:
-        raise UsageError("--scheduler: expected 'local' or a scheduler address such as "
-                         "tcp://10.0.0.5:8786")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
     cluster = None
@@ -105,8 +102,10 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     else:
         target = scheduler
     try:
+        if cluster is None:
+            _reach(scheduler, timeout)
         try:
-            client = dd.Client(target, timeout=timeout, set_as_default=False)
+            client = _client(dd, target, timeout)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at "
                              f"{scheduler} ({exc})") from None
@@ -123,6 +122,100 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     finally:
         if cluster is not None:
             cluster.close()
+
+
+#: Protocols of Dask scheduler addresses.
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+_ADDRESS_HINT = "expected 'local' or a scheduler address such as tcp://10.0.0.5:8786"
+
+
+def check_scheduler(scheduler) -> str:
+    """``scheduler`` stripped, once it is ``"local"`` or a well-formed ``[PROTOCOL://]HOST:PORT``.
+
+    Checked before anything starts, so a typo is one line and not a wait for a connection that
+    cannot be made. Needs no Dask.
+
+    Raises
+    ------
+    UsageError
+        For an unknown protocol, a missing host, or a missing or out-of-range port.
+    """
+    text = str(scheduler).strip()
+    if text == "local":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text  # Dask reads host:port as tcp://host:port
+    problem = None
+    if not text:
+        problem = "it is empty"
+    elif scheme.lower() not in SCHEMES:
+        problem = f"unknown protocol {scheme!r} (known: {', '.join(SCHEMES)})"
+    else:
+        host, port = _host_port(rest)
+        if not host:
+            problem = "no host"
+        elif not port:
+            problem = "no port (the scheduler's default is 8786)"
+        elif not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            problem = f"the port {port!r} is not a number from 1 to 65535"
+    if problem is not None:
+        raise UsageError(f"--scheduler: {_ADDRESS_HINT}, got {text!r}: {problem}")
+    return text
+
+
+def _host_port(rest: str) -> tuple[str, str]:
+    rest = rest.rstrip("/")
+    if rest.startswith("["):  # [IPv6]:port
+        host, _, tail = rest[1:].partition("]")
+        return host, tail[1:] if tail.startswith(":") else ""
+    host, _, port = rest.rpartition(":")
+    return (host, port) if _ else (rest, "")
+
+
+def _reach(scheduler: str, timeout: float) -> None:
+    """Open (and close) a TCP connection to the scheduler: a refused or silent address is one
+    clear line within ``timeout``, before Dask's client (whose failures wait and then print
+    from a destructor) is made."""
+    import socket
+
+    scheme, sep, rest = scheduler.partition("://")
+    if not sep:
+        scheme, rest = "tcp", scheduler
+    if scheme.lower() not in ("tcp", "tls", "ws", "wss"):
+        return  # ucx: not a TCP socket; Dask's own timeout applies
+    host, port = _host_port(rest)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.timeout:
+        raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at {scheduler} "
+                         f"(no answer within {timeout:g} s)") from None
+    except OSError as exc:
+        raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at {scheduler} "
+                         f"({exc.strerror or exc})") from None
+
+
+def _client(dd, target, timeout: float):
+    """``dask.distributed.Client(target)``, quiet when it fails.
+
+    A client whose constructor fails is still closed by its destructor, which waits twice the
+    timeout and then prints "Exception ignored ... TimeoutError": nothing was opened, so it is
+    marked closed before the error goes on.
+    """
+
+    class QuietClient(dd.Client):
+        def start(self, **kwargs):
+            try:
+                super().start(**kwargs)
+            except BaseException:
+                self.status = "closed"
+                try:
+                    self._loop_runner.stop()
+                except Exception:  # pragma: no cover - nothing more to release
+                    pass
+                raise
+
+    return QuietClient(target, timeout=timeout, set_as_default=False)
 
 
 def _local_cluster(dd, workers: int | None, device: str, require_gpu: bool, warn):
@@ -345,6 +438,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
         (``"cpu"`` or ``"cuda:0"``, as the SPEC allows; the engines joined with ``+`` only on a
         cluster that mixes them) and ``seconds`` is the wall time of the whole run.
     """
+    scheduler = check_scheduler(scheduler)
     dd = _dask()
     from distributed import KilledWorker
 
