@@ -18,6 +18,7 @@ would replace the function :func:`dragon_gpu.batch` as an attribute of the packa
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import multiprocessing
@@ -47,13 +48,20 @@ DETECT_KEYS = ("version", "body_path", "dye_path", "shape", "body_pixels", "dye_
                "dye_outside_body_pixels", "dye_pixels", "fraction", "cutoff", "cancer", "backend",
                "seconds", "pixels_per_second", "body_rule", "dye_rule", "warnings",
                "body_threshold", "dye_threshold", "body_threshold_method", "dye_threshold_method")
-#: Columns of RESULTS.csv.
+#: Columns of a results record (and of :func:`batch`'s data frame).
 RESULT_COLUMNS = ("id", "status", "error") + DETECT_KEYS
+#: Columns of RESULTS.csv: a record, then what it was computed with (see :func:`stamp`).
+FILE_COLUMNS = RESULT_COLUMNS + ("computed_with",)
+#: The detection options that can change a row; the others (device, memory, decode...) change
+#: how fast it comes, not what it says.
+RESULT_OPTIONS = ("cutoff", "threshold", "body_threshold", "dye_threshold", "body_polarity",
+                  "dye_polarity", "body_dataset", "dye_dataset", "page", "allow_external",
+                  "strict")
 #: Values kept as text in RESULTS.csv; every other value is written as JSON text (numbers,
 #: true/false, lists) and an absent value (null) as an empty cell.
 _TEXT_KEYS = frozenset({"id", "status", "error", "version", "body_path", "dye_path", "cutoff",
                         "backend", "body_rule", "dye_rule", "body_threshold_method",
-                        "dye_threshold_method"})
+                        "dye_threshold_method", "computed_with"})
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -85,6 +93,8 @@ class BatchReport:
     ``records`` has one plain dict per pair of the manifest, in manifest order, with the keys of
     :data:`RESULT_COLUMNS` (counts as ints, ``cancer`` as bool, ``shape`` and ``warnings`` as
     lists, missing values as ``None``), whether the pair ran now or was already ``ok``.
+    ``skipped`` counts the rows reused from ``out``; ``recomputed`` the pairs among those that
+    ran whose old rows no longer matched their options or input files.
     """
 
     records: list[dict]
@@ -95,6 +105,8 @@ class BatchReport:
     crashed: list[str] = field(default_factory=list)
     #: the workers chosen for a GPU batch ("4 workers on GPUs 0,1, 2 per GPU"), else empty.
     gpu_workers: str = ""
+    #: pairs whose rows in ``out`` were computed with other options or input files, run again.
+    recomputed: int = 0
 
     @property
     def ok(self) -> int:
@@ -116,6 +128,7 @@ class BatchReport:
         """The numbers of the batch summary (``dragon-gpu batch --json``)."""
         return {"pairs": len(self.records), "ok": self.ok, "errors": self.errors,
                 "cancer": self.cancer, "ran": self.ran, "skipped": self.skipped,
+                "recomputed": self.recomputed,
                 "seconds": round(self.seconds, 6), "pairs_per_second": self.pairs_per_second,
                 "out": self.out, "gpu_workers": self.gpu_workers or None}
 
@@ -241,6 +254,53 @@ def _locate(base: str, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# What a row was computed with
+
+
+def options_digest(options: DetectOptions) -> str:
+    """A short digest of the options of :data:`RESULT_OPTIONS` (normalised options)."""
+    values = {}
+    for name in RESULT_OPTIONS:
+        value = getattr(options, name)
+        values[name] = getattr(value, "value", value)  # an Enum by its value
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _file_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a local file: a cheap fingerprint (None for a URL, or a path
+    that cannot be looked at from here, as on a Dask client that does not see the files)."""
+    from .io import is_url
+
+    if is_url(path):
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def stamp(pair: Pair, digest: str) -> str:
+    """The ``computed_with`` cell of a row: the options' digest and both inputs' size and
+    modification time, as compact JSON. A row is reused only while its stamp is unchanged."""
+    return json.dumps({"options": digest, "body": _file_stamp(pair.body),
+                       "dye": _file_stamp(pair.dye)}, separators=(",", ":"))
+
+
+def stale_reason(old: str | None, new: str) -> str:
+    """Why a row stamped ``old`` is not reused under ``new``: ``options``, ``inputs`` or
+    ``unrecorded`` (a row of an older version, without a stamp)."""
+    try:
+        before, now = json.loads(old), json.loads(new)
+        if before["options"] != now["options"]:
+            return "options"
+    except (TypeError, ValueError, KeyError):
+        return "unrecorded"
+    return "inputs"
+
+
+# ---------------------------------------------------------------------------------------------
 # Records and the results file
 
 
@@ -280,22 +340,24 @@ def _value(key: str, cell: str):
     return json.loads(cell)
 
 
-def format_row(record: dict) -> str:
-    """One line of RESULTS.csv (with its newline) for a record."""
+def format_row(record: dict, computed_with: str | None = None) -> str:
+    """One line of RESULTS.csv (with its newline) for a record and its stamp."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([_cell(k, record.get(k)) for k in RESULT_COLUMNS])
+    cells = [_cell(k, record.get(k)) for k in RESULT_COLUMNS] + [_cell("computed_with",
+                                                                       computed_with)]
+    csv.writer(buf, lineterminator="\n").writerow(cells)
     return buf.getvalue()
 
 
 def _header_line() -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(RESULT_COLUMNS)
+    csv.writer(buf, lineterminator="\n").writerow(FILE_COLUMNS)
     return buf.getvalue()
 
 
 def _parse_results(path: str, data: bytes) -> tuple[list[dict], int, bool]:
-    """Records of a results file's bytes; also the number of bytes of whole lines and whether some
-    line was dropped (a malformed row)."""
+    """Records of a results file's bytes (with their ``computed_with``); also the number of
+    bytes of whole lines and whether some line was dropped (a malformed row, an older header)."""
     end = data.rfind(b"\n") + 1  # a kill can leave a last line without its newline: ignore it
     try:
         text = data[:end].decode("utf-8")
@@ -305,18 +367,22 @@ def _parse_results(path: str, data: bytes) -> tuple[list[dict], int, bool]:
     lines = text.splitlines()
     if not lines:
         return [], end, False
-    header = next(csv.reader([lines[0]]), [])
-    if tuple(header) != RESULT_COLUMNS:
+    header = tuple(next(csv.reader([lines[0]]), []))
+    # A file of the version before stamps: its rows are read, and recomputed (no stamp matches).
+    columns = FILE_COLUMNS if header == FILE_COLUMNS else RESULT_COLUMNS
+    if header != columns:
         raise ResultsFileError(
             f"is not a results file of this version of dragon-gpu batch (its header is "
             f"{','.join(header)[:120]!r}); write to a new file", path)
-    records, dropped = [], False
+    records, dropped = [], columns != FILE_COLUMNS
     for line in lines[1:]:
         try:
             cells = next(csv.reader([line]), [])
-            if len(cells) != len(RESULT_COLUMNS) or cells[1] not in (STATUS_OK, STATUS_ERROR):
+            if len(cells) != len(columns) or cells[1] not in (STATUS_OK, STATUS_ERROR):
                 raise ValueError
-            records.append({k: _value(k, c) for k, c in zip(RESULT_COLUMNS, cells)})
+            record = dict.fromkeys(FILE_COLUMNS)
+            record.update((k, _value(k, c)) for k, c in zip(columns, cells))
+            records.append(record)
         except (ValueError, csv.Error):
             dropped = True  # a damaged row: the pair runs again
     return records, end, dropped
@@ -332,19 +398,29 @@ def read_results(path) -> list[dict]:
     """
     path = os.fspath(path)
     with open(path, "rb") as fh:
-        return _parse_results(path, fh.read())[0]
+        return [_public(rec) for rec in _parse_results(path, fh.read())[0]]
+
+
+def _public(record: dict) -> dict:
+    return {k: record.get(k) for k in RESULT_COLUMNS}
 
 
 class ResultsLog:
     """RESULTS.csv, opened for appending one fsynced row at a time.
 
     Opening it reads the rows already there, repairs a last line cut by a kill, and drops the
-    ``error`` rows of pairs that will run again (``retry_errors``) and repeated rows, so the
-    file keeps one row per pair; that rewrite goes through a temporary file and a rename. An
-    advisory lock (``flock``) refuses a second batch writing the same file at the same time.
+    ``error`` rows of pairs that will run again (``retry_errors``), the rows whose stamp is not
+    the pair's stamp now (``stamps``: computed with other options or other input files), and
+    repeated rows, so the file keeps one row per pair; that rewrite goes through a temporary
+    file and a rename. An advisory lock (``flock``) refuses a second batch writing the same file
+    at the same time.
+
+    ``done`` maps the ids reused to their records; ``stale`` maps the ids whose rows were
+    dropped as stale to the reason (:func:`stale_reason`).
     """
 
-    def __init__(self, path, pairs: Sequence[Pair], retry_errors: bool = True):
+    def __init__(self, path, pairs: Sequence[Pair], retry_errors: bool = True,
+                 stamps: Mapping[str, str] | None = None):
         self.path = os.path.abspath(os.fspath(path))
         folder = os.path.dirname(self.path)
         if os.path.isdir(self.path):
@@ -356,8 +432,9 @@ class ResultsLog:
         if not os.path.isdir(folder):
             raise ResultsFileError("its folder does not exist", self.path)
         self._fd = self._open_locked(self.path)
+        self.stale: dict[str, str] = {}
         try:
-            self.done = self._load(pairs, retry_errors)
+            self.done = self._load(pairs, retry_errors, stamps)
         except BaseException:
             os.close(self._fd)
             raise
@@ -381,7 +458,8 @@ class ResultsLog:
                 raise
             os.close(fd)  # another batch replaced the file while we waited: open the new one
 
-    def _load(self, pairs: Sequence[Pair], retry_errors: bool) -> dict[str, dict]:
+    def _load(self, pairs: Sequence[Pair], retry_errors: bool,
+              stamps: Mapping[str, str] | None) -> dict[str, dict]:
         os.lseek(self._fd, 0, os.SEEK_SET)
         chunks = []
         while chunk := os.read(self._fd, 1 << 20):
@@ -390,9 +468,15 @@ class ResultsLog:
         records, end, dropped = _parse_results(self.path, data)
         wanted = {p.id for p in pairs}
         done: dict[str, dict] = {}
+        stale: dict[str, str] = {}
         for rec in records:  # a pair of the manifest keeps its first ok row, else its last error
             rid = rec["id"]
-            if rid in wanted and (done.get(rid) or {}).get("status") != STATUS_OK:
+            if rid not in wanted:
+                continue
+            if stamps is not None and rec["computed_with"] != stamps[rid]:
+                stale[rid] = stale_reason(rec["computed_with"], stamps[rid])
+                continue
+            if (done.get(rid) or {}).get("status") != STATUS_OK:
                 if rec["status"] == STATUS_OK or not retry_errors:
                     done[rid] = rec
         kept, seen = [], set()
@@ -406,7 +490,8 @@ class ResultsLog:
             self._append(_header_line())
         elif dropped or end != len(data) or len(kept) != len(records):
             self._rewrite(kept)
-        return done
+        self.stale = {rid: why for rid, why in stale.items() if rid not in done}
+        return {rid: _public(rec) for rid, rec in done.items()}
 
     def _rewrite(self, records: list[dict]) -> None:
         tmp = f"{self.path}.tmp-{os.getpid()}"
@@ -414,7 +499,7 @@ class ResultsLog:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(_header_line())
                 for rec in records:
-                    fh.write(format_row(rec))
+                    fh.write(format_row(rec, rec["computed_with"]))
                 fh.flush()
                 os.fsync(fh.fileno())
             fd = os.open(tmp, os.O_RDWR | os.O_APPEND)
@@ -434,10 +519,10 @@ class ResultsLog:
             data = data[os.write(self._fd, data):]
         os.fsync(self._fd)
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict, computed_with: str | None = None) -> None:
         """Write one row and force it to disk."""
         try:
-            self._append(format_row(record))
+            self._append(format_row(record, computed_with))
         except OSError as exc:  # a full disk, a lost network mount...
             raise ResultsFileError(f"cannot be written ({exc.strerror or exc})",
                                    self.path) from None
@@ -672,7 +757,10 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         A manifest CSV file, or pairs as accepted by :func:`as_pairs`.
     out : str or PathLike, optional
         RESULTS.csv: rows are appended (and fsynced) as pairs finish, and the pairs already
-        ``ok`` in it are skipped. Without it nothing is written and every pair runs.
+        ``ok`` in it are skipped, unless their row was computed with other options (those of
+        :data:`RESULT_OPTIONS`) or their input files changed since (size or modification time):
+        those run again, and a line on stderr says how many. Without it nothing is written and
+        every pair runs.
     options : DetectOptions, optional
         Detection options for every pair; keyword arguments override its fields.
     scheduler : str, optional
@@ -719,9 +807,14 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         from .distributed import check_scheduler
 
         scheduler = check_scheduler(scheduler)
-    log = ResultsLog(out, pairs, retry_errors) if out is not None else None
+    digest = options_digest(opts)
+    stamps = {p.id: stamp(p, digest) for p in pairs} if out is not None else {}
+    log = ResultsLog(out, pairs, retry_errors, stamps) if out is not None else None
     try:
         done = dict(log.done) if log is not None else {}
+        stale = dict(log.stale) if log is not None else {}
+        if stale:
+            print(resume_line(log.path, len(done), stale), file=sys.stderr)
         todo = [p for p in pairs if p.id not in done]
         start = time.perf_counter()
         count = 0
@@ -729,7 +822,7 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         def emit(record: dict) -> None:
             nonlocal count
             if log is not None:
-                log.append(record)
+                log.append(record, stamps[record["id"]])
             done[record["id"]] = record
             count += 1
             if progress is not None:
@@ -754,7 +847,17 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     return BatchReport(records=[done[p.id] for p in pairs], ran=count,
                        skipped=len(pairs) - len(todo), seconds=seconds,
                        out=None if log is None else log.path, crashed=crashed,
-                       gpu_workers=gpu_workers)
+                       gpu_workers=gpu_workers, recomputed=len(stale))
+
+
+def resume_line(path: str, reused: int, stale: Mapping[str, str]) -> str:
+    """The stderr line of a resumed batch whose results file holds rows no longer valid."""
+    why = {"options": "computed with other options", "inputs": "whose input files changed",
+           "unrecorded": "written by an older version"}
+    counts = [f"{sum(v == key for v in stale.values())} {text}" for key, text in why.items()
+              if key in stale.values()]
+    return (f"dragon-gpu: {path}: {reused} row{'s' if reused != 1 else ''} reused, "
+            f"{len(stale)} recomputed ({', '.join(counts)})")
 
 
 def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers: int | None = None,
