@@ -324,11 +324,27 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: First characters that make a spreadsheet program read a cell as a formula (OWASP, "CSV
+#: Injection"): a text cell starting with one of them is written after a single quote.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def _defuse(text: str) -> str:
+    """``text`` with a ``'`` in front when it would start a formula; reversible by
+    :func:`_restore`, since a text starting with quotes and then a formula character gets one
+    more quote too."""
+    return "'" + text if text.lstrip("'")[:1] in FORMULA_STARTS else text
+
+
+def _restore(cell: str) -> str:
+    return cell[1:] if cell[:1] == "'" and cell.lstrip("'")[:1] in FORMULA_STARTS else cell
+
+
 def _cell(key: str, value) -> str:
     if value is None:
         return ""
     if key in _TEXT_KEYS:
-        return _one_line(value) if key == "error" else str(value)
+        return _defuse(_one_line(value) if key == "error" else str(value))
     return json.dumps(value)
 
 
@@ -336,7 +352,7 @@ def _value(key: str, cell: str):
     if cell == "":
         return None
     if key in _TEXT_KEYS:
-        return cell
+        return _restore(cell)
     return json.loads(cell)
 
 
@@ -876,8 +892,9 @@ def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers:
         As in :func:`run_batch`; keyword arguments (``cutoff="0.2"``, ``device="cpu"``...) set
         detection options.
     as_frame : bool
-        Return a :class:`pandas.DataFrame` (one row per pair, the columns of RESULTS.csv)
-        instead of a list of dicts; needs pandas.
+        Return a :class:`pandas.DataFrame` (one row per pair, the columns of
+        :data:`RESULT_COLUMNS`) instead of a list of dicts; needs pandas. Counts and thresholds
+        are nullable integers (``Int64``): an error row holds ``<NA>``, the others stay exact.
 
     Returns
     -------
@@ -899,5 +916,18 @@ def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers:
     report = run_batch(manifest_or_pairs, out, options, scheduler=scheduler, workers=workers,
                        retry_errors=retry_errors, progress=progress, **kwargs)
     if as_frame:
-        return pandas.DataFrame.from_records(report.records, columns=list(RESULT_COLUMNS))
+        return _frame(pandas, report.records)
     return report.records
+
+
+#: Integer columns of a record: nullable integers in a data frame, so that an error row (no
+#: counts) does not turn every count into a float (inexact past 2**53).
+INTEGER_KEYS = ("body_pixels", "dye_in_body_pixels", "dye_outside_body_pixels", "dye_pixels",
+                "body_threshold", "dye_threshold")
+
+
+def _frame(pandas, records: list[dict]):
+    frame = pandas.DataFrame.from_records(records, columns=list(RESULT_COLUMNS))
+    for key in INTEGER_KEYS:
+        frame[key] = pandas.array([r[key] for r in records], dtype="Int64")
+    return frame
