@@ -67,3 +67,17 @@ def test_frame_counts_stay_integers_with_an_error_row(tmp_path):
             value = frame.loc[row, key]
             assert value == truth[key] and not isinstance(value, float)
     assert list(frame["status"]) == ["ok", "error", "ok"]
+
+
+def test_records_hold_the_detect_json_keys_in_order(tmp_path):
+    from dragon_gpu.batching import DETECT_KEYS
+    from dragon_gpu.pipeline import DETECT_JSON_KEYS
+
+    truth = write_pair(tmp_path, "a", (9, 7), 4)
+    result = dragon_gpu.detect(truth["body"], truth["dye"], device="cpu")
+    assert tuple(result.to_dict()) == DETECT_JSON_KEYS  # the schema is written once
+    assert DETECT_KEYS == tuple(k for k in DETECT_JSON_KEYS if k != "decode")
+    assert DETECT_KEYS[:17] == ("version", "body_path", "dye_path", "shape", "body_pixels",
+                                "dye_in_body_pixels", "dye_outside_body_pixels", "dye_pixels",
+                                "fraction", "cutoff", "cancer", "backend", "seconds",
+                                "pixels_per_second", "body_rule", "dye_rule", "warnings")

@@ -18,6 +18,8 @@ import importlib.util
 import sys
 from dataclasses import dataclass, replace
 
+from .records import run_pair
+
 #: Worker processes per GPU by default: two keep a GPU busy while the other decodes.
 WORKERS_PER_GPU = 2
 
@@ -42,7 +44,7 @@ def plan_workers(device: str, workers: int | None, cores: int) -> WorkerPlan:
     this creates no CUDA context in the parent. Each worker still probes its GPU and falls back
     (or fails, with ``--require-gpu``) as a single ``detect`` would.
     """
-    from .engines import parse_device
+    from ..engines import parse_device
 
     spec = parse_device(device)
     ids = [] if spec == "cpu" else [0] if spec == "auto" else list(spec)
@@ -59,7 +61,7 @@ def plan_workers(device: str, workers: int | None, cores: int) -> WorkerPlan:
 def _gpus_present(ids: list[int]) -> bool:
     if "cupy" not in sys.modules and importlib.util.find_spec("cupy") is None:
         return False
-    from .engines.gpu import device_count
+    from ..engines.gpu import device_count
 
     return max(ids) < device_count()
 
@@ -79,8 +81,7 @@ def run_pair_on_gpu(pair, options, task=None):
     the pair goes back to the queue); ``lost`` says this worker's GPU context is dead, so the
     batch replaces its workers.
     """
-    from .batching import run_pair
-    from .engines.gpu._context import dead_devices
+    from ..engines.gpu._context import dead_devices
 
     if dead_devices():
         return None, True
