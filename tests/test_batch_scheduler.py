@@ -73,3 +73,33 @@ def test_cli_refused_scheduler_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (f"dragon-gpu: error: --scheduler: cannot connect to the Dask "
                            f"scheduler at tcp://127.0.0.1:{port} (Connection refused)\n")
+
+
+def test_a_silent_listener_is_one_line_within_the_timeout_without_noise():
+    """Something accepts the connection but never speaks Dask: one error once the timeout has
+    passed, and no "Exception ignored" from the client's destructor at exit."""
+    pytest.importorskip("distributed")
+    script = "\n".join([
+        "import socket, time",
+        "from dragon_gpu.distributed import connect",
+        "from dragon_gpu.errors import UsageError",
+        "server = socket.socket()",
+        "server.bind(('127.0.0.1', 0))",
+        "server.listen(8)",
+        "port = server.getsockname()[1]",
+        "start = time.monotonic()",
+        "try:",
+        "    with connect(f'tcp://127.0.0.1:{port}', timeout=2):",
+        "        pass",
+        "except UsageError as exc:",
+        "    print('error:', exc)",
+        "print('seconds:', time.monotonic() - start)",
+    ])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("error: --scheduler: cannot connect to the Dask scheduler at "
+                               "tcp://127.0.0.1:"), proc.stdout
+    assert float(lines[1].split()[1]) < 10
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -188,10 +188,17 @@ def _client(dd, target, timeout: float):
     marked closed before the error goes on.
     """
 
+    from distributed.utils import sync
+
     class QuietClient(dd.Client):
         def start(self, **kwargs):
+            if self.status != "newly-created":
+                return
             try:
-                super().start(**kwargs)
+                self._loop_runner.start()
+                # Dask bounds the connection but not the handshake: a listener that never
+                # answers would hold the client forever. The whole start gets the timeout.
+                sync(self.loop, self._start, callback_timeout=timeout, **kwargs)
             except BaseException:
                 self.status = "closed"
                 try:
