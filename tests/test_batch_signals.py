@@ -20,9 +20,10 @@ from batch_helpers import check_ok, write_pattern_pair  # noqa: E402
 from dragon_gpu.batching import read_results  # noqa: E402
 
 
-def _batch_running(tmp_path, n: int = 80, workers: int = 2):
+def _batch_running(tmp_path, n: int = 80, workers: int = 2, extra=(), helpers: int = 2):
     """Start a batch of ``n`` pairs and return (process, its descendants, truths, out) once a
-    few rows are written and every worker runs."""
+    few rows are written and every worker runs (with ``helpers`` more processes: the forkserver
+    and the resource tracker of multiprocessing)."""
     truths = [write_pattern_pair(tmp_path, f"k{k}", k) for k in range(4)]
     manifest = tmp_path / "m.csv"
     with open(manifest, "w", newline="") as fh:
@@ -31,7 +32,7 @@ def _batch_running(tmp_path, n: int = 80, workers: int = 2):
         writer.writerows((f"p{i}", f"k{i % 4}_body.tif", f"k{i % 4}_dye.tif") for i in range(n))
     out = tmp_path / "out.csv"
     proc = subprocess.Popen([sys.executable, "-m", "dragon_gpu", "batch", str(manifest), "--out",
-                             str(out), "--workers", str(workers)], stdout=subprocess.PIPE,
+                             str(out), "--workers", str(workers), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (out.exists() and out.read_bytes().count(b"\n") >= 3):
@@ -40,8 +41,7 @@ def _batch_running(tmp_path, n: int = 80, workers: int = 2):
         time.sleep(0.005)
     descendants = psutil.Process(proc.pid).children(recursive=True)
     assert proc.poll() is None
-    # The workers, plus the forkserver and the resource tracker of multiprocessing.
-    assert len(descendants) >= workers + 2, descendants
+    assert len(descendants) >= workers + helpers, descendants
     return proc, descendants, truths, out
 
 
@@ -108,5 +108,22 @@ def test_after_sigkill_of_the_batch_no_process_is_left(tmp_path):
         assert not _alive(left), [(p.pid, p.cmdline()) for p in _alive(left)]
         for r in read_results(out):  # the rows written are whole
             check_ok(r, truths[int(r["id"][1:]) % 4])
+    finally:
+        _cleanup(proc)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_batch_on_a_local_dask_cluster_leaves_no_process(tmp_path, sig):
+    pytest.importorskip("distributed")
+    proc, descendants, truths, out = _batch_running(tmp_path, n=200, extra=("--scheduler", "local"),
+                                                    helpers=0)
+    try:
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL), err
+        _, left = psutil.wait_procs(descendants, timeout=10)
+        assert not _alive(left), [(p.pid, p.cmdline()) for p in _alive(left)]
+        records = read_results(out)
+        assert records and all(r["status"] == "ok" for r in records)
     finally:
         _cleanup(proc)
