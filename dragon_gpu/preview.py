@@ -395,11 +395,11 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     """
     from .autothreshold import passes, resolve
     from .engines.cpu import CpuEngine
-    from .pipeline import _options, open_pair
+    from .pipeline import DetectOptions, open_pair
     from .streaming import prefetch
 
     require_pillow()
-    opts = _options(options, kwargs)
+    opts = DetectOptions.derive(options, **kwargs)
     plan_layout((1, 1), max_side)
     check_output(Path(os.fspath(png_path)), (body_path, dye_path))
     with open_pair(body_path, dye_path, opts) as pair:
