@@ -590,7 +590,7 @@ def generate(
     if height is None:
         height = width = size or 2048
     if fmt in (OutputFormat.zarr, OutputFormat.ome_zarr):
-        from .zarr_generate import generate_zarr as run_generate
+        from .simulate.zarr import generate_zarr as run_generate
         extra = {"levels": levels}
     elif levels != 1:
         raise UsageError("--levels: a pyramid needs --format ome-zarr")

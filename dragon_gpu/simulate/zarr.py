@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 ZARR_FORMATS = ("zarr", "ome-zarr")
 
@@ -38,11 +38,11 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     dict
         The content of ``truth.json``.
     """
-    from .simulate import generate
+    from .generator import generate
 
     if fmt not in ZARR_FORMATS:
         raise UsageError(f"--format: {fmt!r} is not a Zarr format")
-    from .io.zarr_writer import COMPRESSIONS
+    from ..io.zarr_writer import COMPRESSIONS
 
     compression = compression or "zstd"
     if compression not in COMPRESSIONS:
@@ -56,7 +56,7 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     names = ("body.zarr", "dye.zarr") if fmt == "zarr" else ("image.ome.zarr",)
     existing = [n for n in names + ("truth.json",) if os.path.lexists(outdir / n)]
     if existing and not force:
-        from .errors import OutputError
+        from ..errors import OutputError
 
         raise OutputError(f"already holds {', '.join(existing)}; add --force to replace the "
                           "pair", str(outdir))
@@ -79,7 +79,7 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
         truth["body_path"], truth["dye_path"] = names
         truth["parameters"].update({"format": fmt, "compression": compression,
                                     "rows_per_strip": chunk, "levels": levels})
-        from .io.writers import AtomicOutput
+        from ..io.writers import AtomicOutput
 
         with AtomicOutput(outdir / "truth.json") as out, open(out.tmp, "w") as fh:
             json.dump(truth, fh, indent=2)
@@ -88,7 +88,7 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
 
 
 def _rules(body: str, dye: str) -> dict:
-    from .io import open_mask, resolve_rule
+    from ..io import open_mask, resolve_rule
 
     with open_mask(body) as b, open_mask(dye) as d:
         return {"body_rule": resolve_rule(b, "body").text, "dye_rule": resolve_rule(d, "dye").text}
@@ -97,11 +97,11 @@ def _rules(body: str, dye: str) -> dict:
 def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compression, chunk,
                   levels=1) -> None:
     """Stream both generated TIFFs into Zarr: two arrays, or one two-channel OME-Zarr image."""
-    from .convert import _Mapping
-    from .io import open_mask
-    from .io.zarr_writer import ZarrImageWriter
-    from .model import RowRange
-    from .streaming import prefetch
+    from ..convert import _Mapping
+    from ..io import open_mask
+    from ..io.zarr_writer import ZarrImageWriter
+    from ..model import RowRange
+    from ..streaming import prefetch
 
     with ExitStack() as stack:
         body = stack.enter_context(open_mask(body_src))
