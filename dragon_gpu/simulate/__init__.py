@@ -38,7 +38,8 @@ Where things are
 their row spans; ``body`` blobs and holes; ``vessels`` the vessel tree; ``scene`` the immutable
 :class:`Scene` that renders any row block; ``aim`` the vessel-gain search; ``boundary`` the
 exact-10% patch; ``write`` the row writers and the rendering pass; ``truth`` ``truth.json``;
-``generator`` :func:`generate` itself; ``zarr`` the Zarr / OME-Zarr output.
+``generator`` :func:`generate` itself; ``gray`` the gray look of ``--texture`` pairs and
+``histogram`` their exact histogram truth; ``zarr`` the Zarr / OME-Zarr output.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ from __future__ import annotations
 from .._bits import popcount
 from .generator import ENCODINGS, FORMATS, KINDS, MIN_SIDE, generate
 from .geometry import Capsules, capsule_spans
+from .histogram import HISTOGRAM_NAME, TruthHistogram, counts_at
 from .raster import merge_intervals, prefix_xor, render_xor
 from .scene import DEFAULT_SPECKLE, BoundaryPatch, Scene, build_scene
 from .truth import GENERATOR_VERSION
 
-__all__ = ["DEFAULT_SPECKLE", "ENCODINGS", "FORMATS", "GENERATOR_VERSION", "KINDS", "MIN_SIDE",
-           "BoundaryPatch", "Capsules", "Scene", "build_scene", "capsule_spans", "generate",
-           "merge_intervals", "popcount", "prefix_xor", "render_xor"]
+__all__ = ["DEFAULT_SPECKLE", "ENCODINGS", "FORMATS", "GENERATOR_VERSION", "HISTOGRAM_NAME",
+           "KINDS", "MIN_SIDE", "BoundaryPatch", "Capsules", "Scene", "TruthHistogram",
+           "build_scene", "capsule_spans", "counts_at", "generate", "merge_intervals", "popcount",
+           "prefix_xor", "render_xor"]

@@ -14,19 +14,22 @@ import numpy as np
 from ..errors import OutputError, UsageError
 from .aim import Sampler, aim_kind, draw_kind
 from .boundary import patch_boundary
+from .gray import draw_look
+from .histogram import HISTOGRAM_NAME, TruthHistogram
 from .scene import DEFAULT_SPECKLE, Scene, build_scene, scene_rng
 from .truth import check_drawn, truth_record, write_truth
-from .write import open_writer, write_pass
+from .write import open_writer, write_gray_pass, write_pass
 
 __all__ = ["ENCODINGS", "FORMATS", "KINDS", "MIN_SIDE", "generate"]
 
 KINDS = ("typical", "cancer", "healthy", "boundary")
 FORMATS = ("tiff", "hdf5")
-ENCODINGS = ("packed", "u8")
+ENCODINGS = ("packed", "u8", "u16")
 MIN_SIDE = 64
 
 
-def _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate, speckle):
+def _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate, speckle,
+              texture):
     from ..io.writers import HDF5_COMPRESSIONS, TIFF_COMPRESSIONS
 
     for name, value in (("height", height), ("width", width)):
@@ -39,7 +42,14 @@ def _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate
     if fmt not in FORMATS:
         raise UsageError(f"--format: choose tiff or hdf5, got {fmt!r}")
     if encoding not in ENCODINGS:
-        raise UsageError(f"--encoding: choose packed or u8, got {encoding!r}")
+        raise UsageError(f"--encoding: choose packed, u8 or u16, got {encoding!r}")
+    if texture and encoding == "packed":
+        raise UsageError("--texture draws gray levels: add --encoding u8 or --encoding u16")
+    if encoding == "u16" and not texture:
+        raise UsageError("--encoding u16 goes with --texture (two-level images are u8 or packed)")
+    if texture and kind == "boundary":
+        raise UsageError("--kind boundary is exact on masks only; with --texture the truth is "
+                         "whatever the gray pixels give (choose another kind)")
     allowed = TIFF_COMPRESSIONS if fmt == "tiff" else HDF5_COMPRESSIONS
     if compression is not None and compression not in allowed:
         raise UsageError(f"--compression: {compression!r} is not available for {fmt}; choose one "
@@ -74,11 +84,36 @@ def _draw(height, width, seed, speckle, kind, cancer_rate, segment_rows, workers
     return _Drawn(scene.with_gain(gain), drawn, target, 1)
 
 
+def _write(pair: _Drawn, body_w, dye_w, encoding: str, texture: bool, workers: int, progress):
+    """Render and write the pair: ``(counts, histogram truth or None)``."""
+    height = pair.scene.height
+    if not texture:
+        counts = write_pass(pair.scene, body_w, dye_w, encoding, workers, progress,
+                            (pair.passes - 1) * height, pair.passes * height)
+        return counts, None
+    from ..io import default_threshold
+
+    bits = 16 if encoding == "u16" else 8
+    look = draw_look(height, pair.scene.width, pair.scene.seed, bits)
+    hist = write_gray_pass(pair.scene, look, body_w, dye_w, bits, workers, progress)
+    t = default_threshold(bits)
+    return hist.counts_at(t, t), hist
+
+
+def _gray_keys(encoding: str) -> dict:
+    """What truth.json adds for a gray pair: the thresholds its counts are at, the histogram."""
+    from ..io import default_threshold
+
+    t = default_threshold(16 if encoding == "u16" else 8)
+    return {"body_threshold": t, "dye_threshold": t, "body_threshold_method": "fixed",
+            "dye_threshold_method": "fixed", "histogram": HISTOGRAM_NAME}
+
+
 class _PairFiles:
     """The body, dye and ``truth.json`` of a pair: checked before anything is drawn, written to
     temporaries, and published together (``truth.json`` last) or not at all."""
 
-    def __init__(self, outdir, fmt: str, force: bool):
+    def __init__(self, outdir, fmt: str, force: bool, texture: bool = False):
         from ..io._output import check_target
 
         outdir = Path(outdir)
@@ -89,7 +124,8 @@ class _PairFiles:
                              str(outdir)) from None
         suffix = ".tif" if fmt == "tiff" else ".h5"
         self.where = str(outdir)
-        self.paths = (outdir / f"body{suffix}", outdir / f"dye{suffix}", outdir / "truth.json")
+        names = [f"body{suffix}", f"dye{suffix}"] + ([HISTOGRAM_NAME] if texture else [])
+        self.paths = tuple(outdir / n for n in names + ["truth.json"])
         # A directory, FIFO or device under one of the names, or an existing pair without force,
         # stops the run with nothing done.
         for path in self.paths:
@@ -122,10 +158,12 @@ class _PairFiles:
                 out.append(resolve_rule(r, role).text)
         return out[0], out[1]
 
-    def publish(self, truth: dict) -> None:
+    def publish(self, truth: dict, hist: TruthHistogram | None = None) -> None:
         from ..io._output import publish
 
-        write_truth(self.outputs[2].tmp, truth)
+        if hist is not None:
+            hist.save(self.outputs[2].tmp)
+        write_truth(self.outputs[-1].tmp, truth)
         publish(self.outputs)
 
 
@@ -133,7 +171,8 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
              fmt: str = "tiff", encoding: str = "packed", compression: str | None = None,
              cancer_rate: float = 0.001, speckle: float = DEFAULT_SPECKLE,
              rows_per_strip: int | None = None, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, force: bool = False) -> dict:
+             progress: Callable[[int, int], None] | None = None, force: bool = False,
+             texture: bool = False) -> dict:
     """Generate a realistic body/dye pair and its exact ground truth in ``outdir``.
 
     The three files are checked before anything is written (each must be absent, or a regular
@@ -155,10 +194,11 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         (``10 * dye_in_body == body``, not cancer); ``typical``: cancer with probability
         ``cancer_rate``, else healthy.
     fmt : {"tiff", "hdf5"}
-    encoding : {"packed", "u8"}
+    encoding : {"packed", "u8", "u16"}
         ``packed``: 1 bit a pixel (TIFF: body MINISWHITE, dye MINISBLACK, a set bit is the
         member; HDF5: packed-bit masks, see :class:`~dragon_gpu.io.writers.Hdf5RowWriter`).
-        ``u8``: 8-bit images, body 0 on 255 (dark body), dye 255 on 0 (bright dye).
+        ``u8``: 8-bit images, body 0 on 255 (dark body), dye 255 on 0 (bright dye); with
+        ``texture``, gray 8-bit images. ``u16``: gray 16-bit images (``texture`` only).
     compression : str, optional
         TIFF: deflate (default), lzw, packbits, zstd, none; HDF5: gzip (default), lzf, lz4,
         zstd, none.
@@ -175,6 +215,11 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
     force : bool
         Replace an existing pair; without it, an existing ``body``, ``dye`` or ``truth.json`` is
         refused (:class:`~dragon_gpu.errors.OutputError`).
+    texture : bool
+        Gray images that look like microscopy (:mod:`dragon_gpu.simulate.gray`) instead of two
+        levels. The counts of ``truth.json`` are then those of the gray pixels at the default
+        thresholds, and ``truth_hist.npz`` beside it gives them at any thresholds
+        (:func:`dragon_gpu.simulate.counts_at`). Not with ``kind="boundary"``.
 
     Returns
     -------
@@ -186,19 +231,20 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
     from ..verdict import DEFAULT_CUTOFF, decide
 
     speckle = DEFAULT_SPECKLE if speckle is None else speckle
-    _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate, speckle)
+    _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate, speckle,
+              texture)
     height, width, seed = int(height), int(width), int(seed)
     workers = default_workers() if workers is None else max(1, int(workers))
     start = time.perf_counter()
-    files = _PairFiles(outdir, fmt, force)                                     # 1. check
+    files = _PairFiles(outdir, fmt, force, texture)                            # 1. check
     with ExitStack() as stack:
         body_w, dye_w = files.open(stack, fmt, encoding, (height, width), compression,
                                    rows_per_strip)                             # 2. open
         seg = body_w.segment_rows
         pair = _draw(height, width, seed, speckle, kind, cancer_rate, seg, workers,
                      progress)                                                 # 3. draw
-        counts = write_pass(pair.scene, body_w, dye_w, encoding, workers, progress,
-                            (pair.passes - 1) * height, pair.passes * height)  # 4. write
+        counts, hist = _write(pair, body_w, dye_w, encoding, texture, workers,
+                              progress)                                        # 4. write
         verdict = decide(counts, DEFAULT_CUTOFF)
         check_drawn(counts, pair.kind, verdict, height * width)
         truth = truth_record(
@@ -207,5 +253,7 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
             drawn=pair.kind, target=pair.target,
             parameters={"format": fmt, "encoding": encoding, "compression": body_w.compression,
                         "rows_per_strip": seg, "cancer_rate": cancer_rate, "speckle": speckle})
-        files.publish(truth)                                                   # 5. publish
+        if texture:
+            truth.update(_gray_keys(encoding))
+        files.publish(truth, hist)                                             # 5. publish
     return truth

@@ -9,9 +9,11 @@ import numpy as np
 
 from .._bits import BYTE_BITS
 from ..model import Counts
+from .gray import GrayLook
+from .histogram import TruthHistogram, block_histogram
 from .scene import Scene
 
-__all__ = ["open_writer", "write_pass"]
+__all__ = ["open_writer", "write_gray_pass", "write_pass"]
 
 
 def _to_u8(packed: np.ndarray, width: int, set_value: int) -> np.ndarray:
@@ -27,12 +29,14 @@ def open_writer(path, fmt: str, encoding: str, shape, role: str, compression, ro
     from ..io.writers import Hdf5RowWriter, TiffRowWriter
 
     packed = encoding == "packed"
+    bits = {"packed": 1, "u8": 8, "u16": 16}[encoding]
     if fmt == "tiff":
         # Body: MINISWHITE, a set bit is black (the dark body); dye: MINISBLACK, set is lit.
         photometric = "miniswhite" if (packed and role == "body") else "minisblack"
-        return TiffRowWriter(path, shape, bits=1 if packed else 8, photometric=photometric,
+        return TiffRowWriter(path, shape, bits=bits, photometric=photometric,
                              compression=compression or "deflate", rows_per_strip=rows_per_strip)
-    return Hdf5RowWriter(path, shape, packed=packed, dtype=np.uint8, dataset="mask",
+    return Hdf5RowWriter(path, shape, packed=packed,
+                         dtype=np.uint16 if bits == 16 else np.uint8, dataset="mask",
                          compression=compression or "gzip", chunk_rows=rows_per_strip,
                          attrs={"dragon_gpu_role": role})
 
@@ -68,3 +72,31 @@ def write_pass(scene: Scene, body_w, dye_w, encoding: str, workers: int, progres
     body_w.close()
     dye_w.close()
     return counts
+
+
+def write_gray_pass(scene: Scene, look: GrayLook, body_w, dye_w, bits: int, workers: int,
+                    progress) -> TruthHistogram:
+    """Render every row block as gray images (:mod:`.gray`), append it to both writers in order,
+    and return the exact histogram truth of the values written."""
+    from ..io.writers import ordered_map
+
+    height, seg = scene.height, body_w.segment_rows
+
+    def task(r0):
+        r1 = min(height, r0 + seg)
+        body, dye = look.render(scene, r0, r1)
+        return (r0, r1 - r0, block_histogram(body, dye, bits), body_w.encode(r0, body),
+                dye_w.encode(r0, dye))
+
+    hist = None
+    done = 0
+    for r0, n, h, benc, denc in ordered_map(task, range(0, height, seg), workers):
+        body_w.append(r0, n, benc)
+        dye_w.append(r0, n, denc)
+        hist = h if hist is None else hist + h
+        done += n
+        if progress is not None:
+            progress(done, height)
+    body_w.close()
+    dye_w.close()
+    return hist

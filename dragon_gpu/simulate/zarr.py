@@ -42,6 +42,9 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
 
     if fmt not in ZARR_FORMATS:
         raise UsageError(f"--format: {fmt!r} is not a Zarr format")
+    if kwargs.get("texture"):
+        raise UsageError("--texture writes TIFF or HDF5 pairs; convert them to Zarr with "
+                         "dragon-gpu convert")
     from ..io.zarr_writer import COMPRESSIONS
 
     compression = compression or "zstd"
