@@ -47,8 +47,6 @@ def write_pass(scene: Scene, body_w, dye_w, encoding: str, workers: int, progres
 
     ``progress(done + rows_written, total)`` follows the rows written.
     """
-    from ..io.writers import ordered_map
-
     height, width, seg = scene.height, scene.width, body_w.segment_rows
 
     def task(r0):
@@ -61,25 +59,34 @@ def write_pass(scene: Scene, body_w, dye_w, encoding: str, workers: int, progres
             b2, d2 = _to_u8(b2, width, 0), _to_u8(d2, width, 255)
         return r0, n, counts, body_w.encode(r0, b2), dye_w.encode(r0, d2)
 
-    counts = Counts()
-    for r0, n, c, benc, denc in ordered_map(task, range(0, height, seg), workers):
+    return _write_blocks(task, height, body_w, dye_w, workers, progress, done, total)
+
+
+def _write_blocks(task, height: int, body_w, dye_w, workers: int, progress, done: int,
+                  total: int):
+    """Run ``task(row_start) -> (row_start, rows, part, body bytes, dye bytes)`` on every block
+    on ``workers`` threads, append the blocks in order, close both writers, and return the sum
+    of the parts (counts or histograms)."""
+    from ..io.writers import ordered_map
+
+    total_part = None
+    for r0, n, part, benc, denc in ordered_map(task, range(0, height, body_w.segment_rows),
+                                               workers):
         body_w.append(r0, n, benc)
         dye_w.append(r0, n, denc)
-        counts = counts + c
+        total_part = part if total_part is None else total_part + part
         done += n
         if progress is not None:
             progress(done, total)
     body_w.close()
     dye_w.close()
-    return counts
+    return total_part
 
 
 def write_gray_pass(scene: Scene, look: GrayLook, body_w, dye_w, bits: int, workers: int,
                     progress) -> TruthHistogram:
     """Render every row block as gray images (:mod:`.gray`), append it to both writers in order,
     and return the exact histogram truth of the values written."""
-    from ..io.writers import ordered_map
-
     height, seg = scene.height, body_w.segment_rows
 
     def task(r0):
@@ -88,15 +95,4 @@ def write_gray_pass(scene: Scene, look: GrayLook, body_w, dye_w, bits: int, work
         return (r0, r1 - r0, block_histogram(body, dye, bits), body_w.encode(r0, body),
                 dye_w.encode(r0, dye))
 
-    hist = None
-    done = 0
-    for r0, n, h, benc, denc in ordered_map(task, range(0, height, seg), workers):
-        body_w.append(r0, n, benc)
-        dye_w.append(r0, n, denc)
-        hist = h if hist is None else hist + h
-        done += n
-        if progress is not None:
-            progress(done, height)
-    body_w.close()
-    dye_w.close()
-    return hist
+    return _write_blocks(task, height, body_w, dye_w, workers, progress, 0, height)
