@@ -84,6 +84,12 @@ def _draw(height, width, seed, speckle, kind, cancer_rate, segment_rows, workers
     return _Drawn(scene.with_gain(gain), drawn, target, 1)
 
 
+def _workers(workers: int | None) -> int:
+    from ..io.writers import default_workers
+
+    return default_workers() if workers is None else max(1, int(workers))
+
+
 def _write(pair: _Drawn, body_w, dye_w, encoding: str, texture: bool, workers: int, progress):
     """Render and write the pair: ``(counts, histogram truth or None)``."""
     height = pair.scene.height
@@ -175,9 +181,8 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
              texture: bool = False) -> dict:
     """Generate a realistic body/dye pair and its exact ground truth in ``outdir``.
 
-    The three files are checked before anything is written (each must be absent, or a regular
-    file when ``force``), written to temporaries and renamed together at the end: the pair is
-    published whole or not at all, and ``truth.json`` appears last.
+    The files are checked before anything is written (each absent, or a regular file when
+    ``force``), written to temporaries and renamed together, ``truth.json`` last.
 
     Parameters
     ----------
@@ -227,14 +232,10 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         The content of ``truth.json``: the detect JSON keys (exact counts, verdict, rules)
         plus ``seed``, ``kind``, ``drawn_kind``, ``parameters`` and ``generator_version``.
     """
-    from ..io.writers import default_workers
-    from ..verdict import DEFAULT_CUTOFF, decide
-
     speckle = DEFAULT_SPECKLE if speckle is None else speckle
     _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate, speckle,
               texture)
-    height, width, seed = int(height), int(width), int(seed)
-    workers = default_workers() if workers is None else max(1, int(workers))
+    height, width, seed, workers = int(height), int(width), int(seed), _workers(workers)
     start = time.perf_counter()
     files = _PairFiles(outdir, fmt, force, texture)                            # 1. check
     with ExitStack() as stack:
@@ -245,15 +246,13 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
                      progress)                                                 # 3. draw
         counts, hist = _write(pair, body_w, dye_w, encoding, texture, workers,
                               progress)                                        # 4. write
-        verdict = decide(counts, DEFAULT_CUTOFF)
-        check_drawn(counts, pair.kind, verdict, height * width)
+        verdict = check_drawn(counts, pair.kind, height * width)
         truth = truth_record(
             counts=counts, verdict=verdict, scene=pair.scene, paths=files.paths,
             rules=files.rules(), seconds=time.perf_counter() - start, kind=kind,
             drawn=pair.kind, target=pair.target,
             parameters={"format": fmt, "encoding": encoding, "compression": body_w.compression,
-                        "rows_per_strip": seg, "cancer_rate": cancer_rate, "speckle": speckle})
-        if texture:
-            truth.update(_gray_keys(encoding))
+                        "rows_per_strip": seg, "cancer_rate": cancer_rate, "speckle": speckle},
+            extra=_gray_keys(encoding) if texture else {})
         files.publish(truth, hist)                                             # 5. publish
     return truth

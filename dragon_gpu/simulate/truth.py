@@ -16,19 +16,26 @@ __all__ = ["GENERATOR_VERSION", "check_drawn", "truth_record", "write_truth"]
 GENERATOR_VERSION = "1"
 
 
-def check_drawn(counts: Counts, drawn: str, verdict, pixels: int) -> None:
-    """Refuse a pair that breaks what its kind promises (a bug if it ever happens)."""
+def check_drawn(counts: Counts, drawn: str, pixels: int):
+    """The verdict of the pair; refuses a pair that breaks what its kind promises (a bug if it
+    ever happens)."""
+    from ..verdict import DEFAULT_CUTOFF, decide
+
+    verdict = decide(counts, DEFAULT_CUTOFF)
     if counts.body * 4 < pixels:
         raise RuntimeError(f"generated body covers less than 25% ({counts.body} pixels)")
     if drawn == "boundary" and counts.dye_in_body * 10 != counts.body:
         raise RuntimeError(f"boundary pair is not exactly 10%: {counts}")
     if (drawn == "cancer") != verdict.cancer:
         raise RuntimeError(f"drawn a {drawn} pair but the counts say otherwise: {counts}")
+    return verdict
 
 
 def truth_record(*, counts: Counts, verdict, scene: Scene, paths, rules, seconds: float,
-                 kind: str, drawn: str, target: float | None, parameters: dict) -> dict:
-    """The content of ``truth.json`` (see :func:`~dragon_gpu.simulate.generate`)."""
+                 kind: str, drawn: str, target: float | None, parameters: dict,
+                 extra: dict | None = None) -> dict:
+    """The content of ``truth.json`` (see :func:`~dragon_gpu.simulate.generate`); ``extra``
+    keys go after the others."""
     pixels = scene.height * scene.width
     return {
         "version": __version__,
@@ -57,6 +64,7 @@ def truth_record(*, counts: Counts, verdict, scene: Scene, paths, rules, seconds
             "dye_target": None if target is None else round(target, 4),
             "vessel_gain": scene.gain, **scene.info, **scene.patch.info,
         },
+        **(extra or {}),
     }
 
 
