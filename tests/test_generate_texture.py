@@ -16,6 +16,7 @@ import tifffile
 from dragon_gpu import detect
 from dragon_gpu.errors import UsageError
 from dragon_gpu.simulate import TruthHistogram, counts_at, generate
+from dragon_gpu.simulate.zarr import generate_zarr
 
 
 def read_pair(folder):
@@ -218,7 +219,27 @@ def test_cli_generate_texture(tmp_path):
                                                   "truth_hist.npz"]
     body, dye = read_pair(tmp_path / "p")
     assert truth["body_pixels"] == int((body < 32768).sum())
-    proc = subprocess.run([sys.executable, "-m", "dragon_gpu", "generate", str(tmp_path / "z"),
-                           "--size", "128", "--encoding", "u8", "--texture", "--format", "zarr"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "--texture" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt,encoding", [("zarr", "u16"), ("ome-zarr", "u8")])
+def test_zarr_gray_pairs_keep_their_truth(tmp_path, fmt, encoding):
+    zarr = pytest.importorskip("zarr")
+    truth = generate_zarr(tmp_path, fmt=fmt, encoding=encoding, height=150, width=170, seed=8,
+                          texture=True)
+    assert sorted(os.listdir(tmp_path))[-2:] == ["truth.json", "truth_hist.npz"]
+    if fmt == "zarr":
+        body, dye = (zarr.open_array(str(tmp_path / n), mode="r")[...]
+                     for n in ("body.zarr", "dye.zarr"))
+    else:
+        image = zarr.open_group(str(tmp_path / "image.ome.zarr"), mode="r")["0"][...]
+        body, dye = image[0], image[1]
+    t = 32768 if encoding == "u16" else 128
+    assert body.dtype == (np.uint16 if encoding == "u16" else np.uint8)
+    assert (truth["body_pixels"], truth["dye_in_body_pixels"], truth["dye_pixels"]) == \
+        numpy_counts(body, dye, t, t)
+    got = detect(truth["body_path"], truth["dye_path"], threshold="otsu", device="cpu").to_dict()
+    hist = TruthHistogram.load(tmp_path)
+    assert got["body_pixels"] == hist.body_count(got["body_threshold"])
+    assert got["dye_pixels"] == hist.dye_count(got["dye_threshold"])
+    assert got["dye_in_body_pixels"] == numpy_counts(body, dye, got["body_threshold"],
+                                                     got["dye_threshold"])[1]

@@ -4,7 +4,8 @@ The pair is rendered by :func:`dragon_gpu.simulate.generate` (the same scene, se
 the TIFF pair) into a temporary folder, then streamed into Zarr row block by row block:
 
 * ``zarr``: ``body.zarr`` and ``dye.zarr``, Zarr v3 arrays (bool masks for ``packed``: a set
-  value is the member; uint8 images for ``u8``: body 0 on 255, dye 255 on 0);
+  value is the member; uint8 images for ``u8``: body 0 on 255, dye 255 on 0; gray uint8 or
+  uint16 images with ``texture``, whose ``truth_hist.npz`` is copied beside truth.json);
 * ``ome-zarr``: ``image.ome.zarr``, one OME-Zarr 0.5 image of two channels (``c=0`` body,
   ``c=1`` dye) with the body also as the label image ``labels/body`` (1 = body). ``truth.json``
   names the inputs ``image.ome.zarr#c=0`` and ``image.ome.zarr#c=1``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from .histogram import HISTOGRAM_NAME
 
 ZARR_FORMATS = ("zarr", "ome-zarr")
 
@@ -42,9 +45,6 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
 
     if fmt not in ZARR_FORMATS:
         raise UsageError(f"--format: {fmt!r} is not a Zarr format")
-    if kwargs.get("texture"):
-        raise UsageError("--texture writes TIFF or HDF5 pairs; convert them to Zarr with "
-                         "dragon-gpu convert")
     from ..io.zarr_writer import COMPRESSIONS
 
     compression = compression or "zstd"
@@ -57,7 +57,9 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     except OSError as exc:
         raise UsageError(f"cannot create the output folder ({exc.strerror})", str(outdir)) from None
     names = ("body.zarr", "dye.zarr") if fmt == "zarr" else ("image.ome.zarr",)
-    existing = [n for n in names + ("truth.json",) if os.path.lexists(outdir / n)]
+    texture = bool(kwargs.get("texture"))
+    extra = (HISTOGRAM_NAME,) if texture else ()
+    existing = [n for n in names + extra + ("truth.json",) if os.path.lexists(outdir / n)]
     if existing and not force:
         from ..errors import OutputError
 
@@ -84,6 +86,9 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
                                     "rows_per_strip": chunk, "levels": levels})
         from ..io.writers import AtomicOutput
 
+        if texture:
+            with AtomicOutput(outdir / HISTOGRAM_NAME) as out:
+                shutil.copyfile(os.path.join(tmp, HISTOGRAM_NAME), out.tmp)
         with AtomicOutput(outdir / "truth.json") as out, open(out.tmp, "w") as fh:
             json.dump(truth, fh, indent=2)
             fh.write("\n")
@@ -114,7 +119,8 @@ def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compres
         maps = [_Mapping(r, "hdf5", encoding, pol, None, str(r.path))
                 for r, pol in ((body, "dark"), (dye, "bright"))]
         packed = encoding == "packed"
-        dtype = np.bool_ if packed else np.uint8
+        dtype = np.bool_ if packed else (np.uint16 if encoding == "u16" else np.uint8)
+        half = 32768 if encoding == "u16" else 128   # the label: the default body rule
         kw = dict(chunk_rows=chunk, chunk_cols=chunk, compression=compression)
         if image is not None:
             writers = [stack.enter_context(ZarrImageWriter(
@@ -133,7 +139,7 @@ def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compres
                     planes.append(np.unpackbits(out, axis=1, count=width).view(np.bool_)
                                   if packed else out)
                 if image is not None:
-                    member = planes[0] if packed else planes[0] < 128
+                    member = planes[0] if packed else planes[0] < half
                     writers[0].write(rows.row_start, planes,
                                      labels={"body": member.astype(np.uint8)})
                 else:
