@@ -91,28 +91,30 @@ def _workers(workers: int | None) -> int:
 
 
 def _write(pair: _Drawn, body_w, dye_w, encoding: str, texture: bool, workers: int, progress):
-    """Render and write the pair: ``(counts, histogram truth or None)``."""
+    """Render and write the pair: ``(counts, histogram truth, gray look)`` (None, None for a
+    two-level pair)."""
     height = pair.scene.height
     if not texture:
         counts = write_pass(pair.scene, body_w, dye_w, encoding, workers, progress,
                             (pair.passes - 1) * height, pair.passes * height)
-        return counts, None
+        return counts, None, None
     from ..io import default_threshold
 
     bits = 16 if encoding == "u16" else 8
     look = draw_look(height, pair.scene.width, pair.scene.seed, bits)
     hist = write_gray_pass(pair.scene, look, body_w, dye_w, bits, workers, progress)
     t = default_threshold(bits)
-    return hist.counts_at(t, t), hist
+    return hist.counts_at(t, t), hist, look
 
 
-def _gray_keys(encoding: str) -> dict:
-    """What truth.json adds for a gray pair: the thresholds its counts are at, the histogram."""
+def _gray_keys(encoding: str, look) -> dict:
+    """What truth.json adds for a gray pair: the thresholds its counts are at, the histogram,
+    and the drawn look."""
     from ..io import default_threshold
 
     t = default_threshold(16 if encoding == "u16" else 8)
     return {"body_threshold": t, "dye_threshold": t, "body_threshold_method": "fixed",
-            "dye_threshold_method": "fixed", "histogram": HISTOGRAM_NAME}
+            "dye_threshold_method": "fixed", "histogram": HISTOGRAM_NAME, "texture": look.info}
 
 
 class _PairFiles:
@@ -244,8 +246,8 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         seg = body_w.segment_rows
         pair = _draw(height, width, seed, speckle, kind, cancer_rate, seg, workers,
                      progress)                                                 # 3. draw
-        counts, hist = _write(pair, body_w, dye_w, encoding, texture, workers,
-                              progress)                                        # 4. write
+        counts, hist, look = _write(pair, body_w, dye_w, encoding, texture, workers,
+                                    progress)                                  # 4. write
         verdict = check_drawn(counts, pair.kind, height * width)
         truth = truth_record(
             counts=counts, verdict=verdict, scene=pair.scene, paths=files.paths,
@@ -253,6 +255,6 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
             drawn=pair.kind, target=pair.target,
             parameters={"format": fmt, "encoding": encoding, "compression": body_w.compression,
                         "rows_per_strip": seg, "cancer_rate": cancer_rate, "speckle": speckle},
-            extra=_gray_keys(encoding) if texture else {})
+            extra=_gray_keys(encoding, look) if texture else {})
         files.publish(truth, hist)                                             # 5. publish
     return truth

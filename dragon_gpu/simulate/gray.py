@@ -71,6 +71,8 @@ class GrayLook:
     col_keys: tuple              # (ceil(width / 2),) uint32 per image: keys of column pairs
     read_var: float              # read-noise variance (levels squared)
     shot_gain: float             # shot-noise variance per level of signal
+    info: dict                   # the drawn numbers, rounded, for truth.json
+
 
     # -- helpers ---------------------------------------------------------------------------------
     def _texture(self, r0: int, r1: int, width: int) -> np.ndarray:
@@ -231,7 +233,11 @@ def draw_look(height: int, width: int, seed: int, bits: int) -> GrayLook:
         keys.append((k & np.uint64(0xFFFFFFFF)).astype(_U32))
     read = rng.uniform(4.0, 6.0) * unit
     shot = rng.uniform(12.0, 16.0) * unit       # shot-noise sigma at 180 (8-bit scale)
+    info = {**{k: round(float(v), 3) for k, v in levels.items()},
+            "tilt_x": round(float(tilt_x), 4), "tilt_y": round(float(tilt_y), 4),
+            "vignette": round(float(vignette), 4), "read_noise": round(float(read), 3),
+            "shot_noise_at_180": round(float(shot), 3)}
     return GrayLook(dtype=np.dtype(np.uint8 if bits == 8 else np.uint16), maxval=maxval,
                     seed=int(seed), levels=levels, row_light=row_light, col_light=col_light,
                     col_keys=tuple(keys), read_var=read * read,
-                    shot_gain=shot * shot / (180.0 * unit))
+                    shot_gain=shot * shot / (180.0 * unit), info=info)
