@@ -49,7 +49,7 @@ _U32 = np.uint32
 
 
 def _lowbias32(x: np.ndarray) -> np.ndarray:
-    """A 32-bit integer hash finaliser (Wellons' lowbias32), wrapping uint32 arithmetic, in place."""
+    """Wellons' lowbias32 hash finaliser, in place (wrapping uint32 arithmetic)."""
     x ^= x >> _U32(16)
     x *= _U32(0x7FEB352D)
     x ^= x >> _U32(15)
@@ -72,7 +72,6 @@ class GrayLook:
     read_var: float              # read-noise variance (levels squared)
     shot_gain: float             # shot-noise variance per level of signal
     info: dict                   # the drawn numbers, rounded, for truth.json
-
 
     # -- helpers ---------------------------------------------------------------------------------
     def _texture(self, r0: int, r1: int, width: int) -> np.ndarray:

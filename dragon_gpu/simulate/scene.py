@@ -151,7 +151,8 @@ class Scene:
                 if col is not None:
                     body[i * self.row_nbytes + (col >> 3)] |= np.uint8(0x80 >> (col & 7))
         eligible = None
-        if want_candidates or (self.patch.dye_quota is not None and self.patch.dye_quota[rows].any()):
+        quota = self.patch.dye_quota
+        if want_candidates or (quota is not None and quota[rows].any()):
             eligible = self._light_candidates(rows, body, dye, apply=not want_candidates)
         return body, dye, eligible
 
