@@ -519,6 +519,7 @@ class OutputFormat(str, Enum):
 class GenerateEncoding(str, Enum):
     packed = "packed"
     u8 = "u8"
+    u16 = "u16"
 
 
 def _render_truth(truth: dict, as_json: bool) -> None:
@@ -561,7 +562,13 @@ def generate(
                                           "image)."),
     encoding: GenerateEncoding = typer.Option(
         GenerateEncoding.packed, case_sensitive=False,
-        help="packed: 1 bit a pixel; u8: 8-bit images (body 0 on 255, dye 255 on 0)."),
+        help="packed: 1 bit a pixel; u8: 8-bit images (body 0 on 255, dye 255 on 0; gray with "
+             "--texture); u16: 16-bit gray images (with --texture)."),
+    texture: bool = typer.Option(
+        False, "--texture", help="Gray images that look like microscopy (textured dark body, "
+                                 "noise, uneven light, soft edges; bright vessels on "
+                                 "autofluorescence), with --encoding u8 or u16; truth.json "
+                                 "counts at the default threshold, truth_hist.npz at any."),
     compression: Optional[str] = typer.Option(
         None, help="TIFF: deflate (default), lzw, packbits, zstd, none. HDF5: gzip (default), "
                    "lzf, lz4, zstd, none."),
@@ -592,7 +599,7 @@ def generate(
     if height is None:
         height = width = size or 2048
     if fmt in (OutputFormat.zarr, OutputFormat.ome_zarr):
-        from .zarr_generate import generate_zarr as run_generate
+        from .simulate.zarr import generate_zarr as run_generate
         extra = {"levels": levels}
     elif levels != 1:
         raise UsageError("--levels: a pyramid needs --format ome-zarr")
@@ -603,7 +610,7 @@ def generate(
                              fmt=fmt.value, encoding=encoding.value, compression=compression,
                              cancer_rate=cancer_rate, speckle=speckle,
                              rows_per_strip=rows_per_strip, progress=bar.update,
-                             force=force, **extra)
+                             force=force, texture=texture, **extra)
     if as_json or not quiet:
         _render_truth(truth, as_json)
 

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._bits import BYTE_BITS
 from .errors import UsageError
 from .io import Encoding, MaskReader
 from .io._output import AtomicOutput, check_target
@@ -103,10 +104,6 @@ def plan_layout(shape: tuple[int, int], max_side: int) -> Layout:
 
 
 # -- binning ---------------------------------------------------------------------------------------
-#: the eight bits of every byte value, most significant first: unpacking by table lookup
-_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
-
-
 def members(rows: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> np.ndarray:
     """Boolean members of stored rows (packed bits or planes) under ``enc.rule``.
 
@@ -118,7 +115,7 @@ def members(rows: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> n
         nbytes = rows.shape[1]
         buf = np.empty(n * nbytes * 8, np.uint8) if out is None else out[:n * nbytes * 8]
         bits = buf.reshape(n, nbytes, 8)
-        np.take(_BITS, rows, axis=0, out=bits)
+        np.take(BYTE_BITS, rows, axis=0, out=bits)
         bits = bits.reshape(n, nbytes * 8)[:, :width]
         if not enc.rule.high:
             np.bitwise_xor(bits, 1, out=bits)
