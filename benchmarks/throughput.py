@@ -248,10 +248,14 @@ def child(method, body, dye):
     for name in _IMPORTS + (("pyvips",) if method == "vips" else ()) + (
             ("zarr",) if str(body).endswith(".zarr") else ()):
         importlib.import_module(name)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
     t0 = time.perf_counter()
     counts = globals()[f"method_{method}"](body, dye)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "counts": counts, "peak_rss": peak_rss()}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "counts": counts, "peak_rss": peak_rss(),
+                      "cpu": usage.ru_utime + usage.ru_stime - cpu0}))
 
 
 def peak_rss() -> int:
@@ -444,6 +448,7 @@ def main(argv=None):
             pixels = rb.height * rb.width
             decoded = rb.height * (rb.row_nbytes + rd.row_nbytes)
         stored = _stored(body) + _stored(dye)
+        nan = float("nan")
         runs_of = {m: r for m, r in runs[name].items() if r}
         methods = list(runs_of)
         counts = {tuple(r["counts"]) for m in methods if m not in ("decode", "segments")
@@ -453,21 +458,22 @@ def main(argv=None):
         best = {m: min(r["seconds"] for r in runs_of[m]) for m in methods}
         med = {m: statistics.median(r["seconds"] for r in runs_of[m]) for m in methods}
         rss = {m: max(r["peak_rss"] for r in runs_of[m]) for m in methods}
+        cpu = {m: min(r.get("cpu", nan) for r in runs_of[m]) for m in methods}
         floors = [best[m] for m in ("decode", "segments") if m in best]
         floor = max(min(floors, default=0.0), decoded / bandwidth)
-        nan = float("nan")
         print(f"\n{name}: {rb.height} x {rb.width}, {stored / 1e6:.1f} MB on disk, "
               f"{decoded / 1e6:.1f} MB decoded; counts {counts.pop() if counts else '-'}")
         print(f"floor: {floor:.3f} s (decode-only: rows {best.get('decode', nan):.3f} s, "
               f"segments {best.get('segments', nan):.3f} s; bandwidth "
               f"{decoded / bandwidth:.3f} s)")
-        print(f"| method | best of {args.repeats} s | median s | Gpx/s | peak RSS MB | "
-              "x faster than naive | x floor |")
-        print("|---|---|---|---|---|---|---|")
+        print(f"| method | best of {args.repeats} s | median s | CPU s (least) | Gpx/s | "
+              "peak RSS MB | x faster than naive | x floor |")
+        print("|---|---|---|---|---|---|---|---|")
         for m in methods:
             speedup = f"{best['naive'] / best[m]:.2f}" if "naive" in best else "-"
-            print(f"| {m} | {best[m]:.3f} | {med[m]:.3f} | {pixels / best[m] / 1e9:.2f} | "
-                  f"{rss[m] / 2**20:.0f} | {speedup} | {best[m] / floor:.2f} |")
+            print(f"| {m} | {best[m]:.3f} | {med[m]:.3f} | {cpu[m]:.2f} | "
+                  f"{pixels / best[m] / 1e9:.2f} | {rss[m] / 2**20:.0f} | {speedup} | "
+                  f"{best[m] / floor:.2f} |")
         if "vips" in best and "dragon" in best:
             print(f"dragon vs libvips: {best['vips'] / best['dragon']:.2f}x faster "
                   f"(libvips {best['vips']:.3f} s, dragon {best['dragon']:.3f} s; exact counts "

@@ -146,7 +146,11 @@ def _h5(path, data, chunks, **kwargs):
 
 @pytest.mark.parametrize("filters", [dict(compression="gzip"), dict(compression="gzip",
                                                                      shuffle=True), {}])
-def test_hdf5_chunk_grid_narrower_than_the_image(tmp_path, rows_path_calls, filters):
+def test_hdf5_chunk_grid_narrower_than_the_image(tmp_path, rows_path_calls, filters,
+                                                 monkeypatch):
+    from dragon_gpu.engines import cpu_tiles
+
+    monkeypatch.setattr(cpu_tiles, "SLICE_PIXELS", 700)  # tiles counted in slices of 7 rows
     body, dye = _gray(10, np.uint16), _gray(11, np.uint16).astype(">u2")
     _h5(tmp_path / "body.h5", body, (40, 100), **filters)
     _h5(tmp_path / "dye.h5", dye, (40, 100), **filters)

@@ -29,6 +29,8 @@ from ..model import Counts, RowRange
 
 #: tasks queued per decode thread: enough that no thread waits between blocks.
 QUEUE_PER_THREAD = 4
+#: pixels counted at once within a tile: the boolean temporaries of a slice stay in L2.
+SLICE_PIXELS = 1 << 18
 
 
 def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
@@ -144,12 +146,17 @@ def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: 
     def count(tiles, w: int) -> Counts:
         b, d = tiles
         if not (body_enc.packed or dye_enc.packed):
-            bm = body_enc.rule.members(b, out=_bools(b.shape, 0))
-            dm = dye_enc.rule.members(d, out=_bools(d.shape, 1))
-            nb, nd = int(np.count_nonzero(bm)), int(np.count_nonzero(dm))
-            return Counts(body=nb, dye_in_body=int(np.count_nonzero(np.logical_and(bm, dm,
-                                                                                   out=dm))),
-                          dye=nd)
+            # Slices of a large tile keep the two boolean temporaries in the core's cache.
+            step = max(1, SLICE_PIXELS // w)
+            nb = nd = both = 0
+            for r0 in range(0, b.shape[0], step):
+                bs, ds = b[r0:r0 + step], d[r0:r0 + step]
+                bm = body_enc.rule.members(bs, out=_bools(bs.shape, 0))
+                dm = dye_enc.rule.members(ds, out=_bools(ds.shape, 1))
+                nb += int(np.count_nonzero(bm))
+                nd += int(np.count_nonzero(dm))
+                both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
+            return Counts(body=nb, dye_in_body=both, dye=nd)
         pair = encs.get(w)
         if pair is None:
             pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
