@@ -263,3 +263,12 @@ def test_the_same_reader_twice(tmp_path):
         c = CpuEngine().count_pair(r, enc, r, enc, [RowRange(0, H)])
     n = int((body >= 99).sum())
     assert (c.body, c.dye_in_body, c.dye) == (n, n, n)
+
+
+def test_one_tile_larger_than_the_image(tmp_path, rows_path_calls):
+    body, dye = _gray(23, shape=(20, 21)), _gray(24, shape=(20, 21))
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=(32, 32), compression="zlib")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=77)
+    assert _got(got) == _counts(body < 77, dye >= 77)
+    assert rows_path_calls == []
