@@ -45,8 +45,8 @@ def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
 
 
 def _items(reader: MaskReader, width: int) -> slice:
-    """Row items of a tile's first ``width`` pixels (a packed tile is 8k pixels wide, so its
-    bits stay aligned; the padding bits of a last byte are left to the counting)."""
+    """Row items of a tile's first ``width`` pixels. A packed tile is a multiple of 8 pixels
+    wide, so its bits stay aligned; padding bits of a last byte are left to the counting."""
     return slice(0, -(-width // 8) if reader.packed else width)
 
 
