@@ -127,7 +127,9 @@ class CpuEngine(Engine):
     """Reads the next blocks on a background thread while the current one is counted.
 
     A block is cut into ``threads`` row slices counted concurrently: NumPy releases the GIL in
-    its loops, so the slices run on separate cores (decoding shares those cores).
+    its loops, so the slices run on separate cores (decoding shares those cores). A pair whose
+    inputs share a tile grid is counted tile by tile instead (:mod:`.cpu_tiles`), with no rows
+    assembled.
     """
 
     name = "cpu"
@@ -140,6 +142,11 @@ class CpuEngine(Engine):
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
+        from .cpu_tiles import count_tiles, shared_grid
+
+        grid = shared_grid((body, dye))
+        if grid is not None:  # both inputs are tiles of one grid: count tile by tile
+            return count_tiles(body, body_enc, dye, dye_enc, blocks, grid, progress)
         total = Counts()
         # closing(): an error in a block stops the read-ahead thread and frees the ring at once,
         # not whenever the suspended generator is collected.

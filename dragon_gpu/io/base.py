@@ -126,6 +126,24 @@ class MaskReader(_RowLayout, abc.ABC):
         """
         return self.row_granularity * self.row_nbytes
 
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """(rows, pixel columns) of a full tile when the image is a grid of tiles narrower than
+        the image that :meth:`read_tile` decodes one at a time, else None (rows only).
+
+        Engines count a pair whose inputs share a grid tile by tile, with no rows assembled.
+        """
+        return None
+
+    def read_tile(self, band: int, col: int) -> np.ndarray:
+        """The decoded tile at grid position (``band``, ``col``), shape ``(rows, items)`` of
+        full tiles: edge tiles include their padding beyond the image, which never counts.
+
+        The result may be a view of a buffer of the calling thread, valid until that thread
+        reads from this reader again. Only readers with a :attr:`tile_grid` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no tiles")
+
     def empty_rows(self, rows: int) -> np.ndarray:
         """An uninitialised buffer that :meth:`read_rows` can fill with ``rows`` rows."""
         return np.empty((rows, self.row_items), dtype=self.dtype)

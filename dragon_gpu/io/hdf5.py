@@ -332,6 +332,14 @@ class Hdf5Reader(SegmentedReader):
             "stored_bytes": int(self._ds.id.get_storage_size()),
         }
 
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """Chunks in pixels when they are decoded here and narrower than the image, else None
+        (full-width chunks are rows already; h5py's own path reads rows)."""
+        if not self._parallel or self.seg_cols >= self.row_items:
+            return None
+        return self.seg_rows, self.seg_cols * 8 if self.packed else self.seg_cols
+
     def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         nbytes = seg.rows * seg.cols * self._itemsize
         try:
