@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BYTE_BITS", "packed_row_nbytes", "popcount"]
+__all__ = ["BYTE_BITS", "packed_row_bytes", "popcount"]
 
 #: The eight bits of every byte value, most significant first: ``BYTE_BITS[v]`` unpacks byte
 #: ``v`` by table lookup (``np.take(BYTE_BITS, rows, axis=0)``), faster than ``np.unpackbits``
@@ -12,7 +12,7 @@ __all__ = ["BYTE_BITS", "packed_row_nbytes", "popcount"]
 BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
 
 
-def packed_row_nbytes(width: int) -> int:
+def packed_row_bytes(width: int) -> int:
     """Bytes of one packed row of ``width`` pixels (8 pixels a byte, the last one padded)."""
     return (int(width) + 7) // 8
 
