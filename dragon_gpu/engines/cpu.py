@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._bits import popcount
+from .._bits import packed_row_bytes, popcount
 from ..io.base import Encoding, MaskReader
 from ..model import Counts, RowRange
 from ..streaming import prefetch
@@ -62,7 +62,7 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     # A plane opposite packed bits is packed first (slice by slice), with its rule applied, so
     # both sides are bits whose "set" may or may not mean member.
     if body_enc.packed and dye_enc.packed:
-        step = max(1, SLICE_PACKED_BYTES // -(-width // 8))
+        step = max(1, SLICE_PACKED_BYTES // packed_row_bytes(width))
     else:
         step = max(1, SLICE_PIXELS // width)
     b = d = bd = 0

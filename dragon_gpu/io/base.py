@@ -18,12 +18,8 @@ from enum import Enum
 
 import numpy as np
 
+from .._bits import packed_row_bytes  # noqa: F401  (readers and writers take it from here)
 from ..errors import UsageError
-
-
-def packed_row_bytes(width: int) -> int:
-    """Bytes of one packed row of ``width`` pixels (eight a byte, the last byte padded)."""
-    return (width + 7) // 8
 
 
 class _RowLayout:
