@@ -154,7 +154,7 @@ def resolve(pair, opts, engine, progress=None, *, watching: bool = False):
         With thresholds parsed by :func:`normalise`.
     engine : Engine
         Builds the histograms (CPU or CUDA: bit for bit the same).
-    progress : callable, optional
+    progress : Tick, optional
         ``progress(rows)`` as histogram rows are done.
     watching : bool
         Something (a preview) must see the counting pass: never take the counts from the joint

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 from contextlib import closing
 import time
-from typing import Callable
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from .io import Kind, Polarity, open_mask, split_selector
 from .io.base import default_threshold, packed_row_bytes
 from .io._output import check_target
 from .io.writers import segment_rows_for, write_hdf5, write_tiff
+from .model import RowProgress
 
 ENCODINGS = ("packed", "u8", "u16")
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
@@ -198,7 +198,7 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
             polarity: Polarity | str | None = None, threshold: int | None = None,
             page: int = 0, dataset: str | None = None, out_dataset: str = "mask",
             allow_external: bool = False, workers: int | None = None, memory: int = 1 << 30,
-            progress: Callable[[int, int], None] | None = None, levels: int = 1) -> dict:
+            progress: RowProgress | None = None, levels: int = 1) -> dict:
     """Re-encode the image ``src`` into ``dst``, streaming row blocks (see the module docstring).
 
     Parameters

@@ -14,7 +14,7 @@ from . import __version__, autothreshold
 from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
 from .io import Encoding, MaskReader, Polarity, open_mask
-from .model import Counts, RowRange, Verdict
+from .model import Counts, RowProgress, RowRange, Verdict, ticker
 from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
@@ -200,7 +200,7 @@ def check_unit_memory(reader: MaskReader, memory: int) -> None:
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
-           progress: Callable[[int, int], None] | None = None, *, watch: Watch | None = None,
+           progress: RowProgress | None = None, *, watch: Watch | None = None,
            **kwargs) -> DetectResult:
     """Decide one pair: count body and dye-in-body pixels, streaming, and apply the cutoff.
 
@@ -321,7 +321,7 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
-           progress: Callable[[int, int], None] | None, watch: Watch | None = None):
+           progress: RowProgress | None, watch: Watch | None = None):
     """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, Chosen,
     decode, the readers' warnings).
 
@@ -337,15 +337,7 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
                          "on the host (use --decode auto)")
     with open_pair(body_path, dye_path, opts, rows) as pair:
         passes = autothreshold.passes(opts, pair, watch is not None)
-        total = sum(b.rows for b in pair.blocks) * passes
-        done = 0
-
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
-
+        tick = ticker(progress, sum(b.rows for b in pair.blocks) * passes)
         pair, chosen, counts = autothreshold.resolve(pair, opts, engine, tick,
                                                      watching=watch is not None)
         body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,

@@ -12,10 +12,10 @@ import functools
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..errors import DragonError
-from ..model import Counts, RowRange
+from ..model import Counts, RowProgress, RowRange
 from ..pipeline import (DetectOptions, DetectResult, count_range, finish, open_pair,
                         resolve_thresholds)
 from .cluster import (DistributedError, check_scheduler, connect, dask_distributed,
@@ -112,7 +112,7 @@ def split_rows(blocks: Sequence[RowRange], parts: int) -> list[RowRange]:
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None, *, scheduler: str = "local",
-           workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+           workers: int | None = None, progress: RowProgress | None = None,
            **kwargs) -> DetectResult:
     """Decide one pair on a Dask cluster: row-range tasks, counts summed exactly, one verdict.
 

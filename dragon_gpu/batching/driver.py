@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..errors import UsageError
 from ..io._decode import usable_cores
+from ..model import BatchProgress
 from ..pipeline import DetectOptions
 from .cluster import check_scheduler
 from .gpu import plan_workers
@@ -24,8 +25,8 @@ from .manifest import Pair, as_pairs
 from .records import RESULT_COLUMNS, STATUS_ERROR, STATUS_OK, Emit, Task
 from .stamps import options_digest, stamp
 
-#: ``progress(record, done, total)``: see :func:`run_batch`.
-Progress = Callable[[dict, int, int], None]
+#: The batch's progress callback under its former name (exported by :mod:`dragon_gpu.batching`).
+Progress = BatchProgress
 
 
 @dataclass
@@ -77,7 +78,7 @@ class BatchReport:
 
 def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None, *,
               scheduler: str | None = None, workers: int | None = None, retry_errors: bool = True,
-              progress: Progress | None = None, task: Task | None = None,
+              progress: BatchProgress | None = None, task: Task | None = None,
               **kwargs) -> BatchReport:
     """Decide every pair of a manifest; the engine of ``dragon-gpu batch``.
 
@@ -209,7 +210,7 @@ def resume_line(path: str, reused: int, stale: Mapping[str, str]) -> str:
 
 def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers: int | None = None,
           as_frame: bool = False, options: DetectOptions | None = None, retry_errors: bool = True,
-          progress: Progress | None = None, **kwargs):
+          progress: BatchProgress | None = None, **kwargs):
     """Decide many pairs from a notebook or a pipeline: :func:`run_batch` returning its records.
 
     Parameters

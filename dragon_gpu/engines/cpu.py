@@ -15,9 +15,9 @@ import numpy as np
 
 from .._bits import packed_row_bytes, popcount
 from ..io.base import Encoding, MaskReader
-from ..model import Counts, RowRange
+from ..model import Counts, RowRange, Tick
 from ..streaming import prefetch
-from .base import Engine, Progress
+from .base import Engine
 
 #: pixels per slice of planes: large enough to amortise NumPy call overhead, small enough that
 #: the boolean temporaries stay in L2.
@@ -139,7 +139,7 @@ class CpuEngine(Engine):
         self.threads = threads or decode_workers()
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
-                   blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
+                   blocks: Sequence[RowRange], progress: Tick | None = None) -> Counts:
         total = Counts()
         # closing(): an error in a block stops the read-ahead thread and frees the ring at once,
         # not whenever the suspended generator is collected.
@@ -156,7 +156,7 @@ class CpuEngine(Engine):
         return total
 
     def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Tick | None = None) -> np.ndarray:
         from .cpu_hist import stream_histogram
 
         return stream_histogram(readers, blocks, self.threads, self.prefetch_depth, progress)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import Encoding, MaskReader
-from typing import Callable
+from ..model import RowProgress, ticker
 from .overlay import DEFAULT_MAX_SIDE, Layout, Overlay, plan_layout
 from .picture import PreviewResult, check_output, require_pillow, write_overlay
 
@@ -100,7 +100,7 @@ class DetectPreview:
 
 
 def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFAULT_MAX_SIDE,
-            progress: Callable[[int, int], None] | None = None, **kwargs) -> PreviewResult:
+            progress: RowProgress | None = None, **kwargs) -> PreviewResult:
     """Draw the overlay of a pair into a PNG, streaming the images in row blocks.
 
     Parameters
@@ -137,14 +137,7 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     with open_pair(body_path, dye_path, opts) as pair:
         # A threshold method first streams the histograms it needs (a pass of its own).
         total = pair.body.height * passes(opts, pair, watching=True)
-        done = 0
-
-        def tick(rows: int) -> None:
-            nonlocal done
-            done += rows
-            if progress is not None:
-                progress(done, total)
-
+        tick = ticker(progress, total)
         pair, chosen, _ = resolve(pair, opts, CpuEngine(), tick, watching=True)
         body, dye, blocks = pair.body, pair.dye, pair.blocks
         layout = plan_layout(body.shape, max_side)

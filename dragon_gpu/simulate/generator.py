@@ -7,11 +7,11 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..model import RowProgress
 from .aim import Sampler, aim_kind, draw_kind
 from .boundary import patch_boundary
 from .gray import draw_look
@@ -179,7 +179,7 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
              fmt: str = "tiff", encoding: str = "packed", compression: str | None = None,
              cancer_rate: float = 0.001, speckle: float = DEFAULT_SPECKLE,
              rows_per_strip: int | None = None, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, force: bool = False,
+             progress: RowProgress | None = None, force: bool = False,
              texture: bool = False) -> dict:
     """Generate a realistic body/dye pair and its exact ground truth in ``outdir``.
 
