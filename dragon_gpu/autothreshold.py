@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import thresholds
+from .blocks import check_unit_memory, plan_blocks
 from .errors import UsageError
 from .io.base import Encoding, Kind, MaskReader, default_threshold, resolve_rule
 
@@ -240,7 +241,6 @@ def histogram_of(path, engine=None, *, page: int = 0, dataset: str | None = None
     """
     from .engines.cpu import CpuEngine
     from .io import open_mask
-    from .pipeline import check_unit_memory, plan_blocks
 
     engine = engine or CpuEngine()
     with open_mask(path, page=page, dataset=dataset, allow_external=allow_external) as reader:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import ExitStack, contextmanager
@@ -14,16 +13,13 @@ from . import __version__, autothreshold
 from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
 from .io import Encoding, MaskReader, Polarity, open_mask
+# Block planning lives in .blocks (.autothreshold uses it too); the names stay importable here.
+from .blocks import BLOCK_SHARE, MAX_BLOCK_NBYTES, check_unit_memory, plan_blocks  # noqa: F401
 from .model import Counts, RowProgress, RowRange, Verdict, ticker
 from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
 DEFAULT_MEMORY = 1 << 30
-#: Blocks larger than this gain nothing and make progress coarse.
-MAX_BLOCK_NBYTES = 32 << 20
-#: Share of the memory budget one block pair may take: the prefetch ring holds three, decoding
-#: holds up to one more, and a partly used segment per input is cached.
-BLOCK_SHARE = 8
 BODY_WARN_SHARE = Fraction(1, 4)
 #: ``watch(body, body_enc, dye, dye_enc) -> (body, dye)``: see :func:`detect`.
 Watch = Callable[[MaskReader, Encoding, MaskReader, Encoding], tuple[MaskReader, MaskReader]]
@@ -136,67 +132,6 @@ class DetectResult:
             # added by the GPU decode path: where each input's segments were inflated
             "decode": dict(self.decode) if self.decode is not None else None,
         }
-
-
-def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], memory: int,
-                block_rows: int | None = None, rows: RowRange | None = None) -> list[RowRange]:
-    """Split ``height`` rows (or the range ``rows`` of them) into blocks that fit the budget.
-
-    Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
-    their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
-    and a unit of the other input that a block edge cuts is decoded by both blocks (readers keep
-    nothing between blocks).
-
-    Raises
-    ------
-    MemoryBudgetError
-        If one natural unit of rows does not fit the budget.
-    """
-    if memory <= 0:
-        raise UsageError(f"--memory: must be positive, got {memory}")
-    target = max(row_nbytes, min(memory // BLOCK_SHARE, MAX_BLOCK_NBYTES))
-    unit = math.lcm(*granularities)
-    if unit * row_nbytes > target:
-        unit = max(granularities)
-    if block_rows is None:
-        if unit * row_nbytes > memory // 4:
-            raise MemoryBudgetError(
-                f"a block of {unit} rows (the files' strip/tile/chunk height) needs "
-                f"{_human(unit * row_nbytes)}, more than a quarter of the memory budget "
-                f"{_human(memory)}; raise --memory or re-encode with smaller strips "
-                "(dragon-gpu convert)")
-        block_rows = max(unit, target // row_nbytes // unit * unit)
-    elif block_rows < 1:
-        raise UsageError(f"block_rows must be positive, got {block_rows}")
-    elif block_rows * row_nbytes > memory // 4:
-        raise MemoryBudgetError(
-            f"--block-rows {block_rows} needs {_human(block_rows * row_nbytes)} a block, more than "
-            f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
-    rows = rows or RowRange(0, height)
-    if rows.row_stop > height:
-        raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
-    start, stop = rows.row_start, rows.row_stop
-    return [RowRange(r, min(stop, r + block_rows)) for r in range(start, stop, block_rows)]
-
-
-def check_unit_memory(reader: MaskReader, memory: int) -> None:
-    """Refuse a file whose natural unit (strip, row of tiles or chunks) cannot fit the budget.
-
-    Readers decode whole units, so one unit larger than a quarter of ``memory`` (the share of
-    one block, see :func:`plan_blocks`) would break the bound whatever the block plan; a header
-    may declare such a unit on purpose. Checked before any of it is read.
-
-    Raises
-    ------
-    MemoryBudgetError
-        Naming the file, the unit's decoded size and the budget.
-    """
-    need = reader.unit_nbytes
-    if need > memory // 4:
-        raise MemoryBudgetError(
-            f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
-            f"the memory budget {_human(memory)}; raise --memory or re-encode the file with "
-            "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
@@ -403,11 +338,3 @@ def coverage_warnings(counts: Counts, shape: tuple[int, int]) -> list[str]:
         out.append(f"the dye covers {100 * counts.dye / pixels:.2f}% of the image; is the dye "
                    "polarity inverted (--dye-polarity)?")
     return out
-
-
-def _human(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
-        nbytes /= 1024
-    return f"{nbytes} B"  # pragma: no cover
