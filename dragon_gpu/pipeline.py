@@ -213,7 +213,11 @@ def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | No
 
 @dataclass(frozen=True)
 class OpenPair:
-    """Both readers of a pair, checked against each other, with their encodings and block plan."""
+    """Both readers of a pair, checked against each other, with their encodings and block plan.
+
+    Code calls a value of this class ``opened`` (the "pair" itself is the two files, and a batch
+    manifest row is a "job"), as :func:`open_pair` yields it.
+    """
 
     body: MaskReader
     dye: MaskReader
@@ -270,13 +274,13 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     if opts.decode == "gpu" and watch is not None:
         raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
                          "on the host (use --decode auto)")
-    with open_pair(body_path, dye_path, opts, rows) as pair:
-        passes = autothreshold.passes(opts, pair, watch is not None)
-        tick = ticker(progress, sum(b.rows for b in pair.blocks) * passes)
-        pair, chosen, counts = autothreshold.resolve(pair, opts, engine, tick,
-                                                     watching=watch is not None)
-        body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
-                                                pair.dye_enc, pair.blocks)
+    with open_pair(body_path, dye_path, opts, rows) as opened:
+        passes = autothreshold.passes(opts, opened, watch is not None)
+        tick = ticker(progress, sum(b.rows for b in opened.blocks) * passes)
+        opened, chosen, counts = autothreshold.resolve(opened, opts, engine, tick,
+                                                       watching=watch is not None)
+        body, dye, body_enc, dye_enc, blocks = (opened.body, opened.dye, opened.body_enc,
+                                                opened.dye_enc, opened.blocks)
         decode = {"body": "cpu", "dye": "cpu"}  # histograms decode on the CPU
         if counts is None:
             body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
@@ -314,12 +318,12 @@ def resolve_thresholds(body_path, dye_path, options: DetectOptions | None = None
     """
     opts = DetectOptions.derive(options, **kwargs)
     if not autothreshold.has_method(opts):
-        with open_pair(body_path, dye_path, opts) as pair:
-            return opts, autothreshold.encodings_with(pair.body, pair.dye, opts)[2]
+        with open_pair(body_path, dye_path, opts) as opened:
+            return opts, autothreshold.encodings_with(opened.body, opened.dye, opts)[2]
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
-    with open_pair(body_path, dye_path, opts) as pair:
-        _, chosen, _ = autothreshold.resolve(pair, opts, engine, watching=True)
-    wanted, _ = autothreshold.methods_for(opts, pair.body, pair.dye)
+    with open_pair(body_path, dye_path, opts) as opened:
+        _, chosen, _ = autothreshold.resolve(opened, opts, engine, watching=True)
+    wanted, _ = autothreshold.methods_for(opts, opened.body, opened.dye)
     fixed = {f"{role}_threshold": getattr(chosen, role) for role in wanted}
     if isinstance(opts.threshold, str):  # now applied through the per-role fields
         fixed["threshold"] = None

@@ -44,8 +44,9 @@ def plan_pair(body_path: str, dye_path: str, options: DetectOptions) -> PairPlan
     :func:`dragon_gpu.pipeline.detect` before it reads a pixel: shapes, pixel rules, and the
     memory budget against the files' strips, tiles and chunks.
     """
-    with open_pair(body_path, dye_path, options) as pair:
-        body, blocks, body_enc, dye_enc = pair.body, pair.blocks, pair.body_enc, pair.dye_enc
+    with open_pair(body_path, dye_path, options) as opened:
+        body, blocks = opened.body, opened.blocks
+        body_enc, dye_enc = opened.body_enc, opened.dye_enc
         return PairPlan(shape=tuple(body.shape), blocks=tuple(blocks),
                         body_rule=body_enc.rule.text, dye_rule=dye_enc.rule.text)
 

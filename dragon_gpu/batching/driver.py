@@ -121,16 +121,16 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         raises: it is an ``error`` row.
     """
     opts = _batch_options(options, kwargs)
-    pairs = as_pairs(manifest_or_pairs)
+    jobs = as_pairs(manifest_or_pairs)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
     if scheduler is not None:
         scheduler = check_scheduler(scheduler)
-    log, stamps = _open_journal(out, pairs, retry_errors, opts)
+    log, stamps = _open_journal(out, jobs, retry_errors, opts)
     try:
         done = dict(log.done) if log is not None else {}
         stale = dict(log.stale) if log is not None else {}
-        todo = [p for p in pairs if p.id not in done]
+        todo = [job for job in jobs if job.id not in done]
         start = time.perf_counter()
         count = 0
 
@@ -150,21 +150,21 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     finally:
         if log is not None:
             log.close()
-    return BatchReport(records=[done[p.id] for p in pairs], ran=count,
-                       skipped=len(pairs) - len(todo), seconds=seconds,
+    return BatchReport(records=[done[job.id] for job in jobs], ran=count,
+                       skipped=len(jobs) - len(todo), seconds=seconds,
                        out=None if log is None else log.path, crashed=crashed,
                        gpu_workers=gpu_workers, recomputed=len(stale))
 
 
-def _open_journal(out, pairs: Sequence[Pair], retry_errors: bool,
+def _open_journal(out, jobs: Sequence[Pair], retry_errors: bool,
                   opts: DetectOptions) -> tuple[ResultsLog | None, dict[str, str]]:
     """The results journal (None without ``out``) and each pair's stamp; says on stderr how many
     rows of the journal are stale and run again."""
     if out is None:
         return None, {}
     digest = options_digest(opts)
-    stamps = {p.id: stamp(p, digest) for p in pairs}
-    log = ResultsLog(out, pairs, retry_errors, stamps)
+    stamps = {job.id: stamp(job, digest) for job in jobs}
+    log = ResultsLog(out, jobs, retry_errors, stamps)
     if log.stale:
         print(resume_line(log.path, len(log.done), log.stale), file=sys.stderr)
     return log, stamps

@@ -134,14 +134,14 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     opts = DetectOptions.derive(options, **kwargs)
     plan_layout((1, 1), max_side)
     check_output(Path(os.fspath(png_path)), (body_path, dye_path))
-    with open_pair(body_path, dye_path, opts) as pair:
+    with open_pair(body_path, dye_path, opts) as opened:
         # A threshold method first streams the histograms it needs (a pass of its own).
-        total = pair.body.height * passes(opts, pair, watching=True)
+        total = opened.body.height * passes(opts, opened, watching=True)
         tick = ticker(progress, total)
-        pair, chosen, _ = resolve(pair, opts, CpuEngine(), tick, watching=True)
-        body, dye, blocks = pair.body, pair.dye, pair.blocks
+        opened, chosen, _ = resolve(opened, opts, CpuEngine(), tick, watching=True)
+        body, dye, blocks = opened.body, opened.dye, opened.blocks
         layout = plan_layout(body.shape, max_side)
-        overlay = Overlay(body.shape, pair.body_enc, pair.dye_enc, layout.scale)
+        overlay = Overlay(body.shape, opened.body_enc, opened.dye_enc, layout.scale)
         with closing(prefetch((body, dye), blocks)) as ring:
             for rows, (b, d) in ring:
                 overlay.add_rows(rows.row_start, b, d)
