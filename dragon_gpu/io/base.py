@@ -71,7 +71,16 @@ class PixelRule:
 
 @dataclass(frozen=True)
 class Encoding(_RowLayout):
-    """What the engine needs to know about the rows of one input: their layout and the rule."""
+    """What the engine needs to know about the rows of one input: their layout and the rule.
+
+    The layout (``packed``, ``width``, ``dtype``: how rows are stored) and the rule (which stored
+    values are members) are two things, and the rule already is a value of its own
+    (:class:`PixelRule`, applied only by :meth:`PixelRule.members`); an encoding holds one of
+    each because every engine call needs both, for each input. The few places that need only a
+    layout (the GPU kernel choice, histograms) pass a placeholder rule. A separate layout class
+    would add a type without removing a field: every engine signature and every construction
+    (``Encoding(packed, width, dtype, rule)``) would stay, so the split is not made.
+    """
 
     packed: bool
     width: int
