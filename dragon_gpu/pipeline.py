@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Callable
 
-from . import __version__, autothreshold
+from . import autothreshold
+from ._version import __version__
 from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
 from .io import Encoding, MaskReader, Polarity, open_mask
