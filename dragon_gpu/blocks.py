@@ -54,7 +54,8 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
             f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
     rows = rows or RowRange(0, height)
     if rows.row_stop > height:
-        raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
+        raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of "
+                         f"{height} rows")
     start, stop = rows.row_start, rows.row_stop
     return [RowRange(r, min(stop, r + block_rows)) for r in range(start, stop, block_rows)]
 
