@@ -77,20 +77,20 @@ def host_only(args) -> int:
     for name in args.pairs.split(","):
         kwargs, _ = PAIRS[name]
         body, dye = ensure_pair(Path(args.data), args.size, name, kwargs)
-        with open_pair(body, dye, opts) as pair:
-            readers = (pair.body, pair.dye)
+        with open_pair(body, dye, opts) as opened:
+            readers = (opened.body, opened.dye)
             plans = [plan_input(r)[0] for r in readers]
             decoded = sum(r.height * r.row_nbytes for r in readers)
             stored = sum(int(p.counts.sum()) for p in plans)
             cpu_s, host_s = [], []
             for _ in range(max(1, args.repeat)):
                 start = time.perf_counter()
-                for b in pair.blocks:
+                for b in opened.blocks:
                     for r in readers:
                         r.read_rows(b.row_start, b.row_stop)
                 cpu_s.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                for b in pair.blocks:
+                for b in opened.blocks:
                     for p in plans:
                         batch = p.batch(b.row_start, b.row_stop)
                         ring = np.empty(max(1, batch.comp_nbytes), np.uint8)

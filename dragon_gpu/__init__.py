@@ -5,7 +5,7 @@ The public API imports nothing heavy: CuPy, Dask and h5py load only when used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "Counts", "Verdict", "decide", "detect", "DetectOptions", "DetectResult",
            "batch"]

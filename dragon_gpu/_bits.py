@@ -1,18 +1,22 @@
-"""Bit-level helpers shared by the CPU engine, the preview and the generator."""
+"""Bit-level helpers shared by the engines, the readers, the preview and the generator."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BYTE_BITS", "packed_row_nbytes", "popcount"]
+__all__ = ["BYTE_BITS", "REVERSE_BITS", "packed_row_bytes", "popcount"]
 
 #: The eight bits of every byte value, most significant first: ``BYTE_BITS[v]`` unpacks byte
 #: ``v`` by table lookup (``np.take(BYTE_BITS, rows, axis=0)``), faster than ``np.unpackbits``
 #: into a reused buffer.
 BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
 
+#: Every byte value with its bit order reversed (TIFF FillOrder=2 stores bytes that way):
+#: ``np.take(REVERSE_BITS, raw, out=raw)`` reverses a buffer in place.
+REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
-def packed_row_nbytes(width: int) -> int:
+
+def packed_row_bytes(width: int) -> int:
     """Bytes of one packed row of ``width`` pixels (8 pixels a byte, the last one padded)."""
     return (int(width) + 7) // 8
 

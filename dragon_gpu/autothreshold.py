@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import thresholds
+from .blocks import check_unit_memory, plan_blocks
 from .errors import UsageError
 from .io.base import Encoding, Kind, MaskReader, default_threshold, resolve_rule
 
@@ -134,27 +135,27 @@ def joint_possible(body_enc: Encoding, dye_enc: Encoding) -> bool:
             and np.dtype(body_enc.dtype) == np.uint8 and np.dtype(dye_enc.dtype) == np.uint8)
 
 
-def passes(opts, pair, watching: bool = False) -> int:
-    """How many passes over the files a detection of ``pair`` makes (1 or 2)."""
-    wanted, _ = methods_for(opts, pair.body, pair.dye)
-    if not wanted or (joint_possible(pair.body_enc, pair.dye_enc) and not watching):
+def passes(opts, opened, watching: bool = False) -> int:
+    """How many passes over the files a detection of the ``opened`` pair makes (1 or 2)."""
+    wanted, _ = methods_for(opts, opened.body, opened.dye)
+    if not wanted or (joint_possible(opened.body_enc, opened.dye_enc) and not watching):
         return 1
     return 2
 
 
-def resolve(pair, opts, engine, progress=None, *, watching: bool = False):
+def resolve(opened, opts, engine, progress=None, *, watching: bool = False):
     """Run the histogram pass a method needs and return the pair under the chosen rules.
 
     Parameters
     ----------
-    pair : OpenPair
+    opened : OpenPair
         Both readers and the block plan (:func:`dragon_gpu.pipeline.open_pair`), covering the
         whole image.
     opts : DetectOptions
         With thresholds parsed by :func:`normalise`.
     engine : Engine
         Builds the histograms (CPU or CUDA: bit for bit the same).
-    progress : callable, optional
+    progress : Tick, optional
         ``progress(rows)`` as histogram rows are done.
     watching : bool
         Something (a preview) must see the counting pass: never take the counts from the joint
@@ -166,19 +167,19 @@ def resolve(pair, opts, engine, progress=None, *, watching: bool = False):
         The pair with its encodings under the chosen rules, the thresholds used, and the
         counts when the joint histogram already gave them (the count pass is then skipped).
     """
-    wanted, warnings = methods_for(opts, pair.body, pair.dye)
+    wanted, warnings = methods_for(opts, opened.body, opened.dye)
     counts = None
     picked: dict[str, thresholds.MethodThreshold] = {}
     if wanted:
-        readers = {"body": pair.body, "dye": pair.dye}
-        if joint_possible(pair.body_enc, pair.dye_enc) and not watching:
+        readers = {"body": opened.body, "dye": opened.dye}
+        if joint_possible(opened.body_enc, opened.dye_enc) and not watching:
             from .engines.cpu_hist import body_histogram, dye_histogram
 
-            joint = engine.histogram((pair.body, pair.dye), pair.blocks, progress)
+            joint = engine.histogram((opened.body, opened.dye), opened.blocks, progress)
             hists = {"body": body_histogram(joint), "dye": dye_histogram(joint)}
         else:
             joint = None
-            hists = {role: engine.histogram((readers[role],), pair.blocks, progress)
+            hists = {role: engine.histogram((readers[role],), opened.blocks, progress)
                      for role in wanted}
         for role, method in wanted.items():
             reader = readers[role]
@@ -186,12 +187,12 @@ def resolve(pair, opts, engine, progress=None, *, watching: bool = False):
             if not hist.any():
                 raise UsageError(f"the {role} image has no pixels to threshold", reader.path)
             picked[role] = thresholds.compute(method, hist)
-    body_enc, dye_enc, chosen = encodings_with(pair.body, pair.dye, opts, picked, warnings)
+    body_enc, dye_enc, chosen = encodings_with(opened.body, opened.dye, opts, picked, warnings)
     if wanted and joint is not None:
         from .engines.cpu_hist import counts_from_joint
 
         counts = counts_from_joint(joint, body_enc.rule, dye_enc.rule)
-    return replace(pair, body_enc=body_enc, dye_enc=dye_enc), chosen, counts
+    return replace(opened, body_enc=body_enc, dye_enc=dye_enc), chosen, counts
 
 
 def encodings_with(body: MaskReader, dye: MaskReader, opts, picked=None, warnings=()):
@@ -240,7 +241,6 @@ def histogram_of(path, engine=None, *, page: int = 0, dataset: str | None = None
     """
     from .engines.cpu import CpuEngine
     from .io import open_mask
-    from .pipeline import check_unit_memory, plan_blocks
 
     engine = engine or CpuEngine()
     with open_mask(path, page=page, dataset=dataset, allow_external=allow_external) as reader:

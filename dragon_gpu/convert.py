@@ -27,15 +27,16 @@ from __future__ import annotations
 import os
 from contextlib import closing
 import time
-from typing import Callable
 
 import numpy as np
 
+from .blocks import check_unit_memory
 from .errors import OutputError, UsageError
 from .io import Kind, Polarity, open_mask, split_selector
 from .io.base import default_threshold, packed_row_bytes
 from .io._output import check_target
 from .io.writers import segment_rows_for, write_hdf5, write_tiff
+from .model import RowProgress, RowRange
 
 ENCODINGS = ("packed", "u8", "u16")
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
@@ -62,8 +63,11 @@ def _format_of(path: str, fmt: str | None) -> str:
     return _SUFFIXES[suffix]
 
 
-class _Mapping:
-    """Turns input row blocks into output row blocks, and says in words how."""
+class RowMapping:
+    """Turns input row blocks into output row blocks, and says in words how.
+
+    Used by :func:`convert` and by the generator's Zarr output (:mod:`dragon_gpu.simulate.zarr`).
+    """
 
     def __init__(self, reader, fmt: str, encoding: str, polarity: Polarity | None,
                  threshold: int | None, where: str):
@@ -193,12 +197,16 @@ class _Mapping:
         return out
 
 
+#: The former private name, which tests patch.
+_Mapping = RowMapping
+
+
 def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
             compression: str | None = None, segment_rows: int | None = None,
             polarity: Polarity | str | None = None, threshold: int | None = None,
             page: int = 0, dataset: str | None = None, out_dataset: str = "mask",
             allow_external: bool = False, workers: int | None = None, memory: int = 1 << 30,
-            progress: Callable[[int, int], None] | None = None, levels: int = 1) -> dict:
+            progress: RowProgress | None = None, levels: int = 1) -> dict:
     """Re-encode the image ``src`` into ``dst``, streaming row blocks (see the module docstring).
 
     Parameters
@@ -249,20 +257,13 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
     start = time.perf_counter()
     with open_mask(src, page=page, dataset=dataset, allow_external=allow_external) as reader:
-        if encoding is None:
-            encoding = ("packed" if reader.kind is not Kind.gray
-                        else "u8" if reader.bits == 8 else "u16")
+        encoding = encoding or _default_encoding(reader)
         # Zarr masks are bool arrays: the HDF5 mapping (membership bits) is used, then unpacked.
         zarr_out = fmt in ("zarr", "ome-zarr")
-        mapping = _Mapping(reader, "hdf5" if zarr_out else fmt, encoding, polarity, threshold,
-                           dst)
+        mapping = RowMapping(reader, "hdf5" if zarr_out else fmt, encoding, polarity, threshold,
+                             dst)
         height, width = reader.shape
-        packed = encoding == "packed"
-        dtype = np.uint16 if encoding == "u16" else np.uint8
-        out_row_nbytes = packed_row_bytes(width) if packed else width * np.dtype(dtype).itemsize
-        seg = segment_rows or segment_rows_for(out_row_nbytes)
-        if zarr_out:  # chunks of 1024 x 1024 pixels unless told: tiles, not strips
-            seg = segment_rows or 1024
+        seg = segment_rows or _segment_rows(width, encoding, zarr_out)
         blocks = _blocks(reader, seg, memory)
 
         def rows():
@@ -279,6 +280,24 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
             "seconds": round(time.perf_counter() - start, 6)}
 
 
+def _default_encoding(reader) -> str:
+    """Packed for 1-bit and mask inputs, else the input's bit depth."""
+    if reader.kind is not Kind.gray:
+        return "packed"
+    return "u8" if reader.bits == 8 else "u16"
+
+
+def _segment_rows(width: int, encoding: str, zarr_out: bool) -> int:
+    """Default rows of a strip or chunk: about 1 MiB of output rows; for Zarr, chunks of
+    1024 x 1024 pixels (tiles, not strips)."""
+    if zarr_out:
+        return 1024
+    if encoding == "packed":
+        return segment_rows_for(packed_row_bytes(width))
+    itemsize = np.dtype(np.uint16 if encoding == "u16" else np.uint8).itemsize
+    return segment_rows_for(width * itemsize)
+
+
 def _check_output(src: str, dst: str, fmt: str) -> None:
     """Before the input is opened: a FIFO, device, directory or the input itself is refused
     without reading anything (compared by inode, so another name of the input is caught too)."""
@@ -293,9 +312,6 @@ def _check_output(src: str, dst: str, fmt: str) -> None:
 
 def _blocks(reader, seg: int, memory: int) -> list:
     """Row blocks of the input: whole units of the reader and of the output, within ``memory``."""
-    from .model import RowRange
-    from .pipeline import check_unit_memory
-
     unit = max(seg, reader.row_granularity)
     check_unit_memory(reader, memory)
     in_rows = max(1, min(BLOCK_NBYTES, memory // 8) // max(1, reader.row_nbytes))
@@ -304,7 +320,7 @@ def _blocks(reader, seg: int, memory: int) -> list:
     return [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
 
 
-def _write(fmt: str, src: str, dst: str, rows, mapping: _Mapping, encoding: str,
+def _write(fmt: str, src: str, dst: str, rows, mapping: RowMapping, encoding: str,
            compression: str | None, seg: int, *, out_dataset: str, levels: int, workers,
            progress) -> dict:
     """Write the output rows ``rows`` in ``fmt``; the writer's summary."""

@@ -1,9 +1,36 @@
-"""Small immutable values that flow through the pipeline."""
+"""Small immutable values that flow through the pipeline, and the three progress callbacks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
+
+#: ``tick(rows)``: ``rows`` more rows were counted (an engine calls it after each block).
+Tick = Callable[[int], None]
+#: ``progress(rows_done, rows_total)``: how far one pass over a pair or a file has come (what
+#: :func:`~dragon_gpu.pipeline.detect`, the preview, convert and generate report).
+RowProgress = Callable[[int, int], None]
+#: ``progress(record, done, total)``: a batch finished the pair of ``record`` (a results record),
+#: ``done`` of ``total`` pairs (:func:`~dragon_gpu.batching.run_batch`).
+BatchProgress = Callable[[dict, int, int], None]
+
+
+def ticker(progress: RowProgress | None, total: int) -> Tick:
+    """A :data:`Tick` that adds up the rows and reports them to ``progress`` out of ``total``.
+
+    One pass may span several engine calls (histograms, then the counts): the rows add up across
+    them, so ``progress`` sees one count from 0 to ``total``.
+    """
+    done = 0
+
+    def tick(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None:
+            progress(done, total)
+
+    return tick
 
 
 @dataclass(frozen=True)

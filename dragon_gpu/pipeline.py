@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import ExitStack, contextmanager
@@ -10,20 +9,18 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Callable
 
-from . import __version__, autothreshold
+from . import autothreshold
+from ._version import __version__
 from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
 from .io import Encoding, MaskReader, Polarity, open_mask
-from .model import Counts, RowRange, Verdict
+# Block planning lives in .blocks (.autothreshold uses it too); the names stay importable here.
+from .blocks import BLOCK_SHARE, MAX_BLOCK_NBYTES, check_unit_memory, plan_blocks  # noqa: F401
+from .model import Counts, RowProgress, RowRange, Verdict, ticker
 from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
 DEFAULT_MEMORY = 1 << 30
-#: Blocks larger than this gain nothing and make progress coarse.
-MAX_BLOCK_NBYTES = 32 << 20
-#: Share of the memory budget one block pair may take: the prefetch ring holds three, decoding
-#: holds up to one more, and a partly used segment per input is cached.
-BLOCK_SHARE = 8
 BODY_WARN_SHARE = Fraction(1, 4)
 #: ``watch(body, body_enc, dye, dye_enc) -> (body, dye)``: see :func:`detect`.
 Watch = Callable[[MaskReader, Encoding, MaskReader, Encoding], tuple[MaskReader, MaskReader]]
@@ -138,69 +135,8 @@ class DetectResult:
         }
 
 
-def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], memory: int,
-                block_rows: int | None = None, rows: RowRange | None = None) -> list[RowRange]:
-    """Split ``height`` rows (or the range ``rows`` of them) into blocks that fit the budget.
-
-    Block edges fall on multiples of the inputs' natural row units (strips, tiles, chunks) when
-    their least common multiple fits, so no unit is decoded twice; otherwise on the largest unit,
-    and a unit of the other input that a block edge cuts is decoded by both blocks (readers keep
-    nothing between blocks).
-
-    Raises
-    ------
-    MemoryBudgetError
-        If one natural unit of rows does not fit the budget.
-    """
-    if memory <= 0:
-        raise UsageError(f"--memory: must be positive, got {memory}")
-    target = max(row_nbytes, min(memory // BLOCK_SHARE, MAX_BLOCK_NBYTES))
-    unit = math.lcm(*granularities)
-    if unit * row_nbytes > target:
-        unit = max(granularities)
-    if block_rows is None:
-        if unit * row_nbytes > memory // 4:
-            raise MemoryBudgetError(
-                f"a block of {unit} rows (the files' strip/tile/chunk height) needs "
-                f"{_human(unit * row_nbytes)}, more than a quarter of the memory budget "
-                f"{_human(memory)}; raise --memory or re-encode with smaller strips "
-                "(dragon-gpu convert)")
-        block_rows = max(unit, target // row_nbytes // unit * unit)
-    elif block_rows < 1:
-        raise UsageError(f"block_rows must be positive, got {block_rows}")
-    elif block_rows * row_nbytes > memory // 4:
-        raise MemoryBudgetError(
-            f"--block-rows {block_rows} needs {_human(block_rows * row_nbytes)} a block, more than "
-            f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
-    rows = rows or RowRange(0, height)
-    if rows.row_stop > height:
-        raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
-    start, stop = rows.row_start, rows.row_stop
-    return [RowRange(r, min(stop, r + block_rows)) for r in range(start, stop, block_rows)]
-
-
-def check_unit_memory(reader: MaskReader, memory: int) -> None:
-    """Refuse a file whose natural unit (strip, row of tiles or chunks) cannot fit the budget.
-
-    Readers decode whole units, so one unit larger than a quarter of ``memory`` (the share of
-    one block, see :func:`plan_blocks`) would break the bound whatever the block plan; a header
-    may declare such a unit on purpose. Checked before any of it is read.
-
-    Raises
-    ------
-    MemoryBudgetError
-        Naming the file, the unit's decoded size and the budget.
-    """
-    need = reader.unit_nbytes
-    if need > memory // 4:
-        raise MemoryBudgetError(
-            f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
-            f"the memory budget {_human(memory)}; raise --memory or re-encode the file with "
-            "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
-
-
 def detect(body_path, dye_path, options: DetectOptions | None = None,
-           progress: Callable[[int, int], None] | None = None, *, watch: Watch | None = None,
+           progress: RowProgress | None = None, *, watch: Watch | None = None,
            **kwargs) -> DetectResult:
     """Decide one pair: count body and dye-in-body pixels, streaming, and apply the cutoff.
 
@@ -278,7 +214,11 @@ def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | No
 
 @dataclass(frozen=True)
 class OpenPair:
-    """Both readers of a pair, checked against each other, with their encodings and block plan."""
+    """Both readers of a pair, checked against each other, with their encodings and block plan.
+
+    Code calls a value of this class ``opened`` (the "pair" itself is the two files, and a batch
+    manifest row is a "job"), as :func:`open_pair` yields it.
+    """
 
     body: MaskReader
     dye: MaskReader
@@ -321,7 +261,7 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
 
 
 def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
-           progress: Callable[[int, int], None] | None, watch: Watch | None = None):
+           progress: RowProgress | None, watch: Watch | None = None):
     """Open, validate and count; returns (counts, shape, body rule, dye rule, backend, Chosen,
     decode, the readers' warnings).
 
@@ -335,21 +275,13 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     if opts.decode == "gpu" and watch is not None:
         raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
                          "on the host (use --decode auto)")
-    with open_pair(body_path, dye_path, opts, rows) as pair:
-        passes = autothreshold.passes(opts, pair, watch is not None)
-        total = sum(b.rows for b in pair.blocks) * passes
-        done = 0
-
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
-
-        pair, chosen, counts = autothreshold.resolve(pair, opts, engine, tick,
-                                                     watching=watch is not None)
-        body, dye, body_enc, dye_enc, blocks = (pair.body, pair.dye, pair.body_enc,
-                                                pair.dye_enc, pair.blocks)
+    with open_pair(body_path, dye_path, opts, rows) as opened:
+        passes = autothreshold.passes(opts, opened, watch is not None)
+        tick = ticker(progress, sum(b.rows for b in opened.blocks) * passes)
+        opened, chosen, counts = autothreshold.resolve(opened, opts, engine, tick,
+                                                       watching=watch is not None)
+        body, dye, body_enc, dye_enc, blocks = (opened.body, opened.dye, opened.body_enc,
+                                                opened.dye_enc, opened.blocks)
         decode = {"body": "cpu", "dye": "cpu"}  # histograms decode on the CPU
         if counts is None:
             body_in, dye_in = watch(body, body_enc, dye, dye_enc) if watch else (body, dye)
@@ -387,12 +319,12 @@ def resolve_thresholds(body_path, dye_path, options: DetectOptions | None = None
     """
     opts = DetectOptions.derive(options, **kwargs)
     if not autothreshold.has_method(opts):
-        with open_pair(body_path, dye_path, opts) as pair:
-            return opts, autothreshold.encodings_with(pair.body, pair.dye, opts)[2]
+        with open_pair(body_path, dye_path, opts) as opened:
+            return opts, autothreshold.encodings_with(opened.body, opened.dye, opts)[2]
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
-    with open_pair(body_path, dye_path, opts) as pair:
-        _, chosen, _ = autothreshold.resolve(pair, opts, engine, watching=True)
-    wanted, _ = autothreshold.methods_for(opts, pair.body, pair.dye)
+    with open_pair(body_path, dye_path, opts) as opened:
+        _, chosen, _ = autothreshold.resolve(opened, opts, engine, watching=True)
+    wanted, _ = autothreshold.methods_for(opts, opened.body, opened.dye)
     fixed = {f"{role}_threshold": getattr(chosen, role) for role in wanted}
     if isinstance(opts.threshold, str):  # now applied through the per-role fields
         fixed["threshold"] = None
@@ -411,11 +343,3 @@ def coverage_warnings(counts: Counts, shape: tuple[int, int]) -> list[str]:
         out.append(f"the dye covers {100 * counts.dye / pixels:.2f}% of the image; is the dye "
                    "polarity inverted (--dye-polarity)?")
     return out
-
-
-def _human(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
-        nbytes /= 1024
-    return f"{nbytes} B"  # pragma: no cover

@@ -43,7 +43,7 @@ def dask_distributed():
 
 
 def _worker_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 
@@ -244,7 +244,7 @@ def _local_cluster(dd, workers: int | None, device: str, require_gpu: bool, warn
 
 
 def _check_workers(client, scheduler: str, warn) -> None:
-    from .. import __version__
+    from .._version import __version__
 
     try:
         versions = client.run(_worker_version)

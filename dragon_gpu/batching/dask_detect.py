@@ -12,10 +12,10 @@ import functools
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..errors import DragonError
-from ..model import Counts, RowRange
+from ..model import Counts, RowProgress, RowRange
 from ..pipeline import (DetectOptions, DetectResult, count_range, finish, open_pair,
                         resolve_thresholds)
 from .cluster import (DistributedError, check_scheduler, connect, dask_distributed,
@@ -44,8 +44,9 @@ def plan_pair(body_path: str, dye_path: str, options: DetectOptions) -> PairPlan
     :func:`dragon_gpu.pipeline.detect` before it reads a pixel: shapes, pixel rules, and the
     memory budget against the files' strips, tiles and chunks.
     """
-    with open_pair(body_path, dye_path, options) as pair:
-        body, blocks, body_enc, dye_enc = pair.body, pair.blocks, pair.body_enc, pair.dye_enc
+    with open_pair(body_path, dye_path, options) as opened:
+        body, blocks = opened.body, opened.blocks
+        body_enc, dye_enc = opened.body_enc, opened.dye_enc
         return PairPlan(shape=tuple(body.shape), blocks=tuple(blocks),
                         body_rule=body_enc.rule.text, dye_rule=dye_enc.rule.text)
 
@@ -112,7 +113,7 @@ def split_rows(blocks: Sequence[RowRange], parts: int) -> list[RowRange]:
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None, *, scheduler: str = "local",
-           workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+           workers: int | None = None, progress: RowProgress | None = None,
            **kwargs) -> DetectResult:
     """Decide one pair on a Dask cluster: row-range tasks, counts summed exactly, one verdict.
 

@@ -33,24 +33,24 @@ def run_pairs(todo: Sequence[Pair], options: DetectOptions, emit: Emit, *, sched
         queue = dd.as_completed(loop=client.loop)
 
         def submit() -> None:
-            pair = pending.popleft()
-            future = client.submit(run_pair, pair, opts, task, pure=False,
+            job = pending.popleft()
+            future = client.submit(run_pair, job, opts, task, pure=False,
                                    key=f"dragon-pair-{uuid.uuid4().hex}")
-            futures[future.key] = (future, pair)
+            futures[future.key] = (future, job)
             queue.add(future)
 
         for _ in range(min(len(pending), 2 * worker_threads(client))):
             submit()
         try:
             for future in queue:
-                _, pair = futures.pop(future.key)
+                _, job = futures.pop(future.key)
                 try:
                     record = future.result()
                 except KilledWorker as exc:
-                    crashed.append(pair.id)
-                    record = error_record(pair, f"{CRASH_MESSAGE}; Dask gave up ({exc})")
+                    crashed.append(job.id)
+                    record = error_record(job, f"{CRASH_MESSAGE}; Dask gave up ({exc})")
                 except Exception as exc:  # a task that could not run (lost, not deserialisable)
-                    record = error_record(pair, f"the Dask task failed: {type(exc).__name__}: "
+                    record = error_record(job, f"the Dask task failed: {type(exc).__name__}: "
                                                 f"{exc}")
                 future.release()
                 emit(record)

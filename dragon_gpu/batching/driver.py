@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..errors import UsageError
 from ..io._decode import usable_cores
+from ..model import BatchProgress
 from ..pipeline import DetectOptions
 from .cluster import check_scheduler
 from .gpu import plan_workers
@@ -24,8 +25,8 @@ from .manifest import Pair, as_pairs
 from .records import RESULT_COLUMNS, STATUS_ERROR, STATUS_OK, Emit, Task
 from .stamps import options_digest, stamp
 
-#: ``progress(record, done, total)``: see :func:`run_batch`.
-Progress = Callable[[dict, int, int], None]
+#: The batch's progress callback under its former name (exported by :mod:`dragon_gpu.batching`).
+Progress = BatchProgress
 
 
 @dataclass
@@ -77,7 +78,7 @@ class BatchReport:
 
 def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None, *,
               scheduler: str | None = None, workers: int | None = None, retry_errors: bool = True,
-              progress: Progress | None = None, task: Task | None = None,
+              progress: BatchProgress | None = None, task: Task | None = None,
               **kwargs) -> BatchReport:
     """Decide every pair of a manifest; the engine of ``dragon-gpu batch``.
 
@@ -120,16 +121,16 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         raises: it is an ``error`` row.
     """
     opts = _batch_options(options, kwargs)
-    pairs = as_pairs(manifest_or_pairs)
+    jobs = as_pairs(manifest_or_pairs)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
     if scheduler is not None:
         scheduler = check_scheduler(scheduler)
-    log, stamps = _open_journal(out, pairs, retry_errors, opts)
+    log, stamps = _open_journal(out, jobs, retry_errors, opts)
     try:
         done = dict(log.done) if log is not None else {}
         stale = dict(log.stale) if log is not None else {}
-        todo = [p for p in pairs if p.id not in done]
+        todo = [job for job in jobs if job.id not in done]
         start = time.perf_counter()
         count = 0
 
@@ -149,21 +150,21 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     finally:
         if log is not None:
             log.close()
-    return BatchReport(records=[done[p.id] for p in pairs], ran=count,
-                       skipped=len(pairs) - len(todo), seconds=seconds,
+    return BatchReport(records=[done[job.id] for job in jobs], ran=count,
+                       skipped=len(jobs) - len(todo), seconds=seconds,
                        out=None if log is None else log.path, crashed=crashed,
                        gpu_workers=gpu_workers, recomputed=len(stale))
 
 
-def _open_journal(out, pairs: Sequence[Pair], retry_errors: bool,
+def _open_journal(out, jobs: Sequence[Pair], retry_errors: bool,
                   opts: DetectOptions) -> tuple[ResultsLog | None, dict[str, str]]:
     """The results journal (None without ``out``) and each pair's stamp; says on stderr how many
     rows of the journal are stale and run again."""
     if out is None:
         return None, {}
     digest = options_digest(opts)
-    stamps = {p.id: stamp(p, digest) for p in pairs}
-    log = ResultsLog(out, pairs, retry_errors, stamps)
+    stamps = {job.id: stamp(job, digest) for job in jobs}
+    log = ResultsLog(out, jobs, retry_errors, stamps)
     if log.stale:
         print(resume_line(log.path, len(log.done), log.stale), file=sys.stderr)
     return log, stamps
@@ -209,7 +210,7 @@ def resume_line(path: str, reused: int, stale: Mapping[str, str]) -> str:
 
 def batch(manifest_or_pairs, out=None, *, scheduler: str | None = None, workers: int | None = None,
           as_frame: bool = False, options: DetectOptions | None = None, retry_errors: bool = True,
-          progress: Progress | None = None, **kwargs):
+          progress: BatchProgress | None = None, **kwargs):
     """Decide many pairs from a notebook or a pipeline: :func:`run_batch` returning its records.
 
     Parameters

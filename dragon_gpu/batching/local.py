@@ -101,10 +101,10 @@ def run_local(todo: Sequence[Pair], options: DetectOptions, emit: Emit, workers:
     crashed: list[str] = []
     while queue:
         suspects = _run_pool(queue, options, emit, workers, task, decode_threads, plan)
-        for pair in suspects:
-            if _run_pool(deque([pair]), options, emit, 1, task, decode_threads, plan):
-                crashed.append(pair.id)
-                emit(error_record(pair, CRASH_MESSAGE))
+        for job in suspects:
+            if _run_pool(deque([job]), options, emit, 1, task, decode_threads, plan):
+                crashed.append(job.id)
+                emit(error_record(job, CRASH_MESSAGE))
     return crashed
 
 
@@ -139,11 +139,11 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
                 break  # broken with nothing in flight (a worker died idle): start a new pool
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in [f for f in in_flight if f in finished]:  # in submission order
-                pair = in_flight.pop(future)
+                job = in_flight.pop(future)
                 try:
                     record = future.result()
                 except BrokenProcessPool:  # every pair in flight fails with it, as it drains
-                    suspects.append(pair)
+                    suspects.append(job)
                     broken = True
                     continue
                 if gpu:
@@ -152,7 +152,7 @@ def _run_pool(queue: deque, options: DetectOptions, emit: Emit, workers: int, ta
                         print(lost_line(record), file=sys.stderr)
                     lost = lost or died
                     if record is None:  # handed to a worker whose GPU had died: run it again
-                        queue.appendleft(pair)
+                        queue.appendleft(job)
                         continue
                 emit(record)
             if (broken or lost) and not in_flight:

@@ -19,7 +19,8 @@ class ManifestError(DragonError, ValueError):
 
 @dataclass(frozen=True)
 class Pair:
-    """One row of a manifest: an id and the two paths, resolved against the manifest's folder."""
+    """One row of a manifest, a job of the batch: an id and the two paths of its pair, resolved
+    against the manifest's folder (the runners call a value of it ``job``)."""
 
     id: str
     body: str

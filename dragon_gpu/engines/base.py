@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import abc
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..io.base import Encoding, MaskReader
-from ..model import Counts, RowRange
-
-Progress = Callable[[int], None]
+from ..model import Counts, RowRange, Tick
 
 
 class Engine(abc.ABC):
@@ -26,11 +24,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
-                   blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
+                   blocks: Sequence[RowRange], progress: Tick | None = None) -> Counts:
         """Sum of the counts of ``blocks``; ``progress(rows)`` is called as rows are done."""
 
     def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Tick | None = None) -> np.ndarray:
         """Exact histogram of one plane reader (uint8: 256 bins, uint16: 65536), or the joint
         histogram of two uint8 plane readers (65536 bins, index ``body << 8 | dye``), over
         ``blocks``; ``int64``, equal bit for bit to the sum of

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
-from .._bits import popcount
+from .._bits import packed_row_bytes, popcount
 from ..io.base import Encoding, MaskReader
-from ..model import Counts, RowRange
+from ..model import Counts, RowRange, Tick
 from ..streaming import prefetch
-from .base import Engine, Progress
+from .base import Engine
+from .cpu_tiles import SLICE_PIXELS as TILE_SLICE_PIXELS
+from .cpu_tiles import bool_buffer, map_tiles, shared_grid
 
 #: pixels per slice of planes: large enough to amortise NumPy call overhead, small enough that
 #: the boolean temporaries stay in L2.
@@ -62,7 +65,7 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     # A plane opposite packed bits is packed first (slice by slice), with its rule applied, so
     # both sides are bits whose "set" may or may not mean member.
     if body_enc.packed and dye_enc.packed:
-        step = max(1, SLICE_PACKED_BYTES // -(-width // 8))
+        step = max(1, SLICE_PACKED_BYTES // packed_row_bytes(width))
     else:
         step = max(1, SLICE_PIXELS // width)
     b = d = bd = 0
@@ -141,9 +144,7 @@ class CpuEngine(Engine):
         self.threads = threads or decode_workers()
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
-                   blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
-        from .cpu_tiles import count_tiles, shared_grid
-
+                   blocks: Sequence[RowRange], progress: Tick | None = None) -> Counts:
         grid = shared_grid((body, dye))
         if grid is not None:  # both inputs are tiles of one grid: count tile by tile
             return count_tiles(body, body_enc, dye, dye_enc, blocks, grid, progress)
@@ -163,7 +164,39 @@ class CpuEngine(Engine):
         return total
 
     def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Tick | None = None) -> np.ndarray:
         from .cpu_hist import stream_histogram
 
         return stream_histogram(readers, blocks, self.threads, self.prefetch_depth, progress)
+
+
+def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
+                blocks: Sequence[RowRange], grid: tuple[int, int],
+                progress: Tick | None = None) -> Counts:
+    """Counts of ``blocks`` of a pair that shares ``grid``, tile by tile; equal to the sum of
+    :func:`dragon_gpu.engines.cpu.count_block` over the blocks."""
+    encs: dict[int, tuple[Encoding, Encoding]] = {}
+
+    def count(tiles, w: int) -> Counts:
+        b, d = tiles
+        if not (body_enc.packed or dye_enc.packed):
+            # Slices of a large tile keep the two boolean temporaries in the core's cache.
+            step = max(1, TILE_SLICE_PIXELS // w)
+            nb = nd = both = 0
+            for r0 in range(0, b.shape[0], step):
+                bs, ds = b[r0:r0 + step], d[r0:r0 + step]
+                bm = body_enc.rule.members(bs, out=bool_buffer(bs.shape, 0))
+                dm = dye_enc.rule.members(ds, out=bool_buffer(ds.shape, 1))
+                nb += int(np.count_nonzero(bm))
+                nd += int(np.count_nonzero(dm))
+                both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
+            return Counts(body=nb, dye_in_body=both, dye=nd)
+        pair = encs.get(w)
+        if pair is None:
+            pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
+        return count_block(b, pair[0], d, pair[1])
+
+    total = Counts()
+    for c in map_tiles((body, dye), blocks, grid, count, progress):
+        total = total + c
+    return total

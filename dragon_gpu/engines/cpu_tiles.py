@@ -1,4 +1,6 @@
-"""Counting and histograms of tiled inputs tile by tile, with no rows assembled.
+"""Walking tiled inputs tile by tile, with no rows assembled: the grid and the task map that
+:func:`dragon_gpu.engines.cpu.count_tiles` and :func:`dragon_gpu.engines.cpu_hist.histogram_tiles`
+count and histogram with (this module imports neither, so the three form no cycle).
 
 When every input of a pass exposes the same grid of tiles (:attr:`MaskReader.tile_grid`: TIFF
 tiles, HDF5 chunks narrower than the image), one task on the decode pool decodes the tiles at one
@@ -19,13 +21,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import wait
-from dataclasses import replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..io.base import Encoding, MaskReader
-from ..model import Counts, RowRange
+from ..io.base import MaskReader
+from ..model import RowRange
 
 #: tasks queued per decode thread: enough that no thread waits between blocks.
 QUEUE_PER_THREAD = 4
@@ -123,7 +124,7 @@ def _consume(pending: deque, left: list[int], blocks, progress) -> Iterator:
 _local = threading.local()
 
 
-def _bools(shape: tuple[int, int], slot: int) -> np.ndarray:
+def bool_buffer(shape: tuple[int, int], slot: int) -> np.ndarray:
     """A boolean buffer of ``shape`` owned by this thread and reused from tile to tile."""
     key = f"b{slot}"
     buf = getattr(_local, key, None)
@@ -132,60 +133,3 @@ def _bools(shape: tuple[int, int], slot: int) -> np.ndarray:
         buf = np.empty(n, np.bool_)
         setattr(_local, key, buf)
     return buf[:n].reshape(shape)
-
-
-def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
-                blocks: Sequence[RowRange], grid: tuple[int, int],
-                progress: Callable[[int], None] | None = None) -> Counts:
-    """Counts of ``blocks`` of a pair that shares ``grid``, tile by tile; equal to the sum of
-    :func:`dragon_gpu.engines.cpu.count_block` over the blocks."""
-    from .cpu import count_block
-
-    encs: dict[int, tuple[Encoding, Encoding]] = {}
-
-    def count(tiles, w: int) -> Counts:
-        b, d = tiles
-        if not (body_enc.packed or dye_enc.packed):
-            # Slices of a large tile keep the two boolean temporaries in the core's cache.
-            step = max(1, SLICE_PIXELS // w)
-            nb = nd = both = 0
-            for r0 in range(0, b.shape[0], step):
-                bs, ds = b[r0:r0 + step], d[r0:r0 + step]
-                bm = body_enc.rule.members(bs, out=_bools(bs.shape, 0))
-                dm = dye_enc.rule.members(ds, out=_bools(ds.shape, 1))
-                nb += int(np.count_nonzero(bm))
-                nd += int(np.count_nonzero(dm))
-                both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
-            return Counts(body=nb, dye_in_body=both, dye=nd)
-        pair = encs.get(w)
-        if pair is None:
-            pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
-        return count_block(b, pair[0], d, pair[1])
-
-    total = Counts()
-    for c in map_tiles((body, dye), blocks, grid, count, progress):
-        total = total + c
-    return total
-
-
-def histogram_tiles(readers: Sequence[MaskReader], blocks: Sequence[RowRange],
-                    grid: tuple[int, int], progress: Callable[[int], None] | None = None
-                    ) -> np.ndarray:
-    """The histogram of one plane reader, or the joint histogram of two uint8 ones, tile by
-    tile; equal to :func:`dragon_gpu.engines.cpu_hist.stream_histogram`'s."""
-    from .cpu_hist import JOINT_BINS, bins_of, histogram_block, joint_histogram_block
-
-    if len(readers) == 1:
-        bins = bins_of(readers[0].dtype)
-
-        def fn(tiles, w):
-            return histogram_block(tiles[0])
-    else:
-        bins = JOINT_BINS
-
-        def fn(tiles, w):
-            return joint_histogram_block(*tiles)
-    total = np.zeros(bins, np.int64)
-    for h in map_tiles(tuple(readers), blocks, grid, fn, progress):
-        total += h
-    return total

@@ -8,11 +8,12 @@ whatever the image size.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..errors import UsageError
+from ..model import RowProgress
 from ._decode import decode_workers, ordered_map
 from .base import packed_row_bytes
 
@@ -109,7 +110,7 @@ class _SegmentWriter:
                              f"{rows.dtype}; expected {(expect, self.row_items)} {self.dtype}")
 
     def write_blocks(self, blocks: Iterable[np.ndarray], workers: int | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> None:
+                     progress: RowProgress | None = None) -> None:
         """Write the whole image from row blocks of any height, compressing on ``workers`` threads."""
         segments = _rechunk(blocks, self.segment_rows, self.shape[0], self.row_items, self.dtype)
         workers = decode_workers() if workers is None else workers

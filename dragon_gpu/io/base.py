@@ -18,12 +18,8 @@ from enum import Enum
 
 import numpy as np
 
+from .._bits import packed_row_bytes  # noqa: F401  (readers and writers take it from here)
 from ..errors import UsageError
-
-
-def packed_row_bytes(width: int) -> int:
-    """Bytes of one packed row of ``width`` pixels (eight a byte, the last byte padded)."""
-    return (width + 7) // 8
 
 
 class _RowLayout:
@@ -75,7 +71,16 @@ class PixelRule:
 
 @dataclass(frozen=True)
 class Encoding(_RowLayout):
-    """What the engine needs to know about the rows of one input: their layout and the rule."""
+    """What the engine needs to know about the rows of one input: their layout and the rule.
+
+    The layout (``packed``, ``width``, ``dtype``: how rows are stored) and the rule (which stored
+    values are members) are two things, and the rule already is a value of its own
+    (:class:`PixelRule`, applied only by :meth:`PixelRule.members`); an encoding holds one of
+    each because every engine call needs both, for each input. The few places that need only a
+    layout (the GPU kernel choice, histograms) pass a placeholder rule. A separate layout class
+    would add a type without removing a field: every engine signature and every construction
+    (``Encoding(packed, width, dtype, rule)``) would stay, so the split is not made.
+    """
 
     packed: bool
     width: int

@@ -18,13 +18,12 @@ import warnings
 import numpy as np
 import tifffile
 
+from .._bits import REVERSE_BITS
 from ..errors import CorruptInputError, InputError, UnsupportedInputError, one_line
 from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
 from .base import Kind, packed_row_bytes
 from .codecs import CODECS, tiff_codec
-
-_REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 #: A longer IFD chain is refused: walking it would take long, and no instrument writes one.
 MAX_PAGES = 1 << 20
@@ -265,14 +264,14 @@ class TiffReader(SegmentedReader):
                 buf = pread_exact(self._fd, int(self._offsets[seg.index]), need,
                                   target if direct else self.scratch(need, "raw"))
                 if self._fillorder == 2:
-                    np.take(_REVERSE_BITS, buf, out=buf)
+                    np.take(REVERSE_BITS, buf, out=buf)
             else:
                 raw = pread_exact(self._fd, int(self._offsets[seg.index]), count,
                                   self.scratch(count, "raw"))
                 if self._fillorder == 2:
                     # FillOrder applies to the stored bytes (as libtiff and tifffile read it),
                     # so they are reversed before decompression, at every bit depth.
-                    np.take(_REVERSE_BITS, raw, out=raw)
+                    np.take(REVERSE_BITS, raw, out=raw)
                 buf = _as_bytes_array(self._codec.decode(raw, out=target if direct
                                                         else self.scratch(need)))
         except Exception as exc:

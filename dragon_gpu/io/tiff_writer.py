@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import UsageError
 from ._segment_writer import _check_shape, _SegmentWriter
 from .codecs import TIFF_WRITABLE

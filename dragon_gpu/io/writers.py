@@ -20,11 +20,12 @@ machinery :mod:`._segment_writer`; this module holds the HDF5 writer and the one
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from ..errors import UsageError
+from ..model import RowProgress
 # The generator imports these from here.
 from ._decode import decode_workers as default_workers
 from ._decode import ordered_map
@@ -178,7 +179,7 @@ def write_tiff(path, blocks: Iterable[np.ndarray], shape, *, bits: int = 1,
                photometric: str = "minisblack", compression: str = "deflate",
                level: int | None = None, rows_per_strip: int | None = None,
                bigtiff: bool | None = None, workers: int | None = None,
-               progress: Callable[[int, int], None] | None = None, inputs=()) -> dict:
+               progress: RowProgress | None = None, inputs=()) -> dict:
     """Write a TIFF from an iterator of row blocks, atomically (see :class:`TiffRowWriter`).
 
     Parameters
@@ -206,7 +207,7 @@ def write_hdf5(path, blocks: Iterable[np.ndarray], shape, *, packed: bool = True
                dataset: str = "mask", compression: str = "gzip", level: int | None = None,
                chunk_rows: int | None = None, attrs: dict | None = None,
                workers: int | None = None,
-               progress: Callable[[int, int], None] | None = None, inputs=()) -> dict:
+               progress: RowProgress | None = None, inputs=()) -> dict:
     """Write an HDF5 dataset from an iterator of row blocks, atomically (see :class:`Hdf5RowWriter`).
 
     Returns

@@ -7,11 +7,11 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..model import RowProgress
 from .aim import Sampler, aim_kind, draw_kind
 from .boundary import patch_boundary
 from .gray import draw_look
@@ -90,19 +90,19 @@ def _workers(workers: int | None) -> int:
     return default_workers() if workers is None else max(1, int(workers))
 
 
-def _write(pair: _Drawn, body_w, dye_w, encoding: str, texture: bool, workers: int, progress):
+def _write(drawn: _Drawn, body_w, dye_w, encoding: str, texture: bool, workers: int, progress):
     """Render and write the pair: ``(counts, histogram truth, gray look)`` (None, None for a
     two-level pair)."""
-    height = pair.scene.height
+    height = drawn.scene.height
     if not texture:
-        counts = write_pass(pair.scene, body_w, dye_w, encoding, workers, progress,
-                            (pair.passes - 1) * height, pair.passes * height)
+        counts = write_pass(drawn.scene, body_w, dye_w, encoding, workers, progress,
+                            (drawn.passes - 1) * height, drawn.passes * height)
         return counts, None, None
     from ..io import default_threshold
 
     bits = 16 if encoding == "u16" else 8
-    look = draw_look(height, pair.scene.width, pair.scene.seed, bits)
-    hist = write_gray_pass(pair.scene, look, body_w, dye_w, bits, workers, progress)
+    look = draw_look(height, drawn.scene.width, drawn.scene.seed, bits)
+    hist = write_gray_pass(drawn.scene, look, body_w, dye_w, bits, workers, progress)
     t = default_threshold(bits)
     return hist.counts_at(t, t), hist, look
 
@@ -179,7 +179,7 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
              fmt: str = "tiff", encoding: str = "packed", compression: str | None = None,
              cancer_rate: float = 0.001, speckle: float = DEFAULT_SPECKLE,
              rows_per_strip: int | None = None, workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None, force: bool = False,
+             progress: RowProgress | None = None, force: bool = False,
              texture: bool = False) -> dict:
     """Generate a realistic body/dye pair and its exact ground truth in ``outdir``.
 
@@ -244,15 +244,15 @@ def generate(outdir, *, height: int, width: int, seed: int = 0, kind: str = "typ
         body_w, dye_w = files.open(stack, fmt, encoding, (height, width), compression,
                                    rows_per_strip)                             # 2. open
         seg = body_w.segment_rows
-        pair = _draw(height, width, seed, speckle, kind, cancer_rate, seg, workers,
-                     progress)                                                 # 3. draw
-        counts, hist, look = _write(pair, body_w, dye_w, encoding, texture, workers,
+        drawn = _draw(height, width, seed, speckle, kind, cancer_rate, seg, workers,
+                      progress)                                                # 3. draw
+        counts, hist, look = _write(drawn, body_w, dye_w, encoding, texture, workers,
                                     progress)                                  # 4. write
-        verdict = check_drawn(counts, pair.kind, height * width)
+        verdict = check_drawn(counts, drawn.kind, height * width)
         truth = truth_record(
-            counts=counts, verdict=verdict, scene=pair.scene, paths=files.paths,
+            counts=counts, verdict=verdict, scene=drawn.scene, paths=files.paths,
             rules=files.rules(), seconds=time.perf_counter() - start, kind=kind,
-            drawn=pair.kind, target=pair.target,
+            drawn=drawn.kind, target=drawn.target,
             parameters={"format": fmt, "encoding": encoding, "compression": body_w.compression,
                         "rows_per_strip": seg, "cancer_rate": cancer_rate, "speckle": speckle},
             extra=_gray_keys(encoding, look) if texture else {})

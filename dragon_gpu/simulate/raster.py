@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._bits import packed_row_nbytes
+from .._bits import packed_row_bytes
 
 __all__ = ["merge_intervals", "prefix_xor", "render_xor"]
 
@@ -67,7 +67,7 @@ def render_xor(nrows: int, width: int, pos: np.ndarray, a: np.ndarray, b: np.nda
         significant bit first, padding bits zero); the rest is zero, so the whole buffer can
         be viewed as uint64 for a popcount.
     """
-    nb = packed_row_nbytes(width)
+    nb = packed_row_bytes(width)
     size = nrows * nb + 1
     out = np.zeros(-(-size // 8) * 8, dtype=np.uint8)
     keep = a < b

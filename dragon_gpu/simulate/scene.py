@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._bits import packed_row_nbytes, popcount
+from .._bits import packed_row_bytes, popcount
 from ..model import Counts
 from ._hash import STREAM_CANDIDATE, STREAM_SPECKLE, hash64, unit_float
 from .body import build_body
@@ -93,7 +93,7 @@ class Scene:
 
     @property
     def row_nbytes(self) -> int:
-        return packed_row_nbytes(self.width)
+        return packed_row_bytes(self.width)
 
     # -- intervals of a set of rows (sorted, unique) --------------------------------------------
     def body_intervals(self, rows: np.ndarray):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from .. import __version__
+from .._version import __version__
 from ..model import Counts
 from .scene import Scene
 

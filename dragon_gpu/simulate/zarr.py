@@ -105,7 +105,7 @@ def _rules(body: str, dye: str) -> dict:
 def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compression, chunk,
                   levels=1) -> None:
     """Stream both generated TIFFs into Zarr: two arrays, or one two-channel OME-Zarr image."""
-    from ..convert import _Mapping
+    from ..convert import RowMapping
     from ..io import open_mask
     from ..io.zarr_writer import ZarrImageWriter
     from ..model import RowRange
@@ -116,7 +116,7 @@ def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compres
         dye = stack.enter_context(open_mask(dye_src))
         height, width = body.shape
         # Membership for packed pairs (bool masks), brightness for u8 pairs.
-        maps = [_Mapping(r, "hdf5", encoding, pol, None, str(r.path))
+        maps = [RowMapping(r, "hdf5", encoding, pol, None, str(r.path))
                 for r, pol in ((body, "dark"), (dye, "bright"))]
         packed = encoding == "packed"
         dtype = np.bool_ if packed else (np.uint16 if encoding == "u16" else np.uint8)

@@ -29,9 +29,9 @@ import numpy as np
 
 from ...errors import GpuUnavailableError, MemoryBudgetError, UsageError
 from ...io.base import Encoding, MaskReader, PixelRule
-from ...model import Counts, RowRange
+from ...model import Counts, RowRange, Tick
 from ...streaming import prefetch
-from ..base import Engine, Progress
+from ..base import Engine
 from ._context import mark_dead, on_device, submit
 from ._device import as_gpu_error, is_out_of_memory, probe
 from ._kernels import get_function
@@ -160,7 +160,7 @@ class CudaEngine(Engine):
         self.name = "cuda:" + ",".join(map(str, self.devices))
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
-                   blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
+                   blocks: Sequence[RowRange], progress: Tick | None = None) -> Counts:
         kernel_for(body_enc, dye_enc)  # an encoding without a kernel fails before any work
         blocks = [b for b in blocks if b.rows]
         if not blocks:
@@ -175,7 +175,7 @@ class CudaEngine(Engine):
         return self._count_on_devices(body, body_enc, dye, dye_enc, runs, _SafeProgress(progress))
 
     def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Tick | None = None) -> np.ndarray:
         """The exact histogram (see :meth:`Engine.histogram`), streamed through the first GPU
         with the counting pipeline's rings; equal bit for bit to the CPU's."""
         encs = tuple(Encoding(r.packed, r.width, r.dtype, _NO_RULE) for r in readers)
@@ -386,7 +386,7 @@ class _SharedReader:
 class _SafeProgress:
     """``progress(rows)`` callable from several pipeline threads."""
 
-    def __init__(self, progress: Progress | None):
+    def __init__(self, progress: Tick | None):
         self._progress = progress
         self._lock = threading.Lock()
 

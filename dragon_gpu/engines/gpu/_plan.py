@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..._bits import packed_row_bytes
 from ...io.base import Encoding, PixelRule
 from ...model import RowRange
 
@@ -95,7 +96,7 @@ def all_kernels() -> list:
 
 def work_items(spec: KernelSpec, rows: int, width: int) -> int:
     """How many work items the kernel's grid-stride loop walks for ``rows`` rows."""
-    row_bytes = -(-width // 8)
+    row_bytes = packed_row_bytes(width)
     if spec.unit == "vectors16":
         return rows * row_bytes // 16
     if spec.unit == "groups8":

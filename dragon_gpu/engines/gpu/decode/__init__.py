@@ -16,14 +16,9 @@ from __future__ import annotations
 
 from ....errors import UsageError
 from ....io.codecs import by_name
+from ._kernels import DECODE_KERNEL_FILES, DECODE_KERNELS
 from ._plan import InputPlan, plan_input
 
-#: the kernel sources of the decode path (``engines/gpu/kernels``).
-DECODE_KERNEL_FILES = ("adler32.cu", "decode_filters.cu")
-#: (file, kernel) for every kernel the decode path launches (``tools/check_nvrtc.py`` compiles
-#: them all).
-DECODE_KERNELS = (("decode_filters.cu", "reverse_bits"), ("decode_filters.cu", "undo_predictor"),
-                  ("decode_filters.cu", "assemble_rows"), ("adler32.cu", "adler32_segments"))
 DECODE_MODES = ("auto", "cpu", "gpu")
 GPU_DECODERS = ("nvcomp", "dali")
 

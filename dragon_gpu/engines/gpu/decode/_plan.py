@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...._bits import REVERSE_BITS
 from ....errors import CorruptInputError
 from ....io.codecs import HDF5_SHUFFLE, hdf5_codec
 
 #: Every compressed and decoded entry starts at a multiple of this (nvCOMP's decode alignment
 #: is at most 16 bytes for every codec used here).
 ALIGN = 16
-
-_REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 
 def aligned(n):
@@ -232,7 +231,7 @@ def frame(plan: InputPlan, batch: BlockBatch, ring: np.ndarray) -> Entries:
             at, count = int(batch.comp_at[i]), int(batch.counts[i])
             head = ring[at:at + min(count, 18)]
             if plan.reverse_bits:
-                head = _REVERSE_BITS[head]
+                head = REVERSE_BITS[head]
             try:
                 size = zstd_content_size(head.tobytes())
             except ValueError as exc:
@@ -251,7 +250,7 @@ def frame(plan: InputPlan, batch: BlockBatch, ring: np.ndarray) -> Entries:
             head = ring[at:at + 2]
             tail = ring[at + count - 4:at + count] if count >= 6 else ring[:0]
             if plan.reverse_bits:  # FillOrder=2 applies to every stored byte, header too
-                head, tail = _REVERSE_BITS[head], _REVERSE_BITS[tail]
+                head, tail = REVERSE_BITS[head], REVERSE_BITS[tail]
             try:
                 _, _, adler[i] = zlib_body(head.tobytes(), tail.tobytes(), count)
             except ValueError as exc:

@@ -29,7 +29,7 @@ from .._engine import (CudaEngine, KernelLauncher, _Cancelled, _DeviceStream, _q
                        pinned_rows)
 from .._kernels import get_function
 from .._plan import THREADS, device_nbytes, grid_size, sub_blocks
-from . import DECODE_KERNELS
+from ._kernels import DECODE_KERNELS
 from ._plan import BlockBatch, Entries, InputPlan, frame
 
 #: Share of ``--memory`` the pinned rings of both inputs may hold (the plain engine's rings of
