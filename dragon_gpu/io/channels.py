@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import one_line as _why
 from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
 from .base import Kind
-from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing
+from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing, open_object
 from .selector import Selection, describe_axes, plane_index
 
 
@@ -141,7 +141,7 @@ class Hdf5PlaneReader(Hdf5Reader):
     def _open_dataset(self, open_path: str, name: str) -> None:
         import h5py
 
-        self._read_metadata(self._file[open_path], name)
+        self._read_metadata(open_object(self._file, open_path), name)
         chunks = self._chunks
         item = self._storage_dtype.itemsize
         chunk_nbytes = int(np.prod(chunks)) * item if chunks else 0
