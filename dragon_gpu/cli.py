@@ -38,14 +38,33 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline in a path reads ``\\n``), so that a
+    message stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> "typer.Exit":
-    typer.echo(f"dragon-gpu: {message}", err=True)
+    typer.echo(f"dragon-gpu: {printable(message)}", err=True)
     return typer.Exit(code)
+
+
+#: The flags of library parameters whose flag is not ``--`` and the name with dashes, by command.
+_FLAGS = {"dataset": "--body-dataset / --dye-dataset"}
+_COMMAND_FLAGS = {"info": {"dataset": "--dataset"}, "convert": {"dataset": "--dataset"}}
+
+
+def flag_of(param: str, command: str | None = None) -> str:
+    """The command-line flag of the library parameter ``param`` in ``command``."""
+    named = _COMMAND_FLAGS.get(command, {}).get(param) or _FLAGS.get(param)
+    return named or "--" + param.replace("_", "-")
 
 
 def cli_errors(func):
     """Turn library errors into exit 2, Ctrl-C into exit 130 and SIGTERM into exit 143, each with
-    one line on stderr (SIGTERM runs the cleanup Ctrl-C runs: see :mod:`dragon_gpu._signals`)."""
+    one line on stderr (SIGTERM runs the cleanup Ctrl-C runs: see :mod:`dragon_gpu._signals`).
+    The library names parameters; the line names them as this command's flags."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -53,7 +72,8 @@ def cli_errors(func):
             with terminate_as_interrupt():
                 return func(*args, **kwargs)
         except DragonError as exc:
-            raise fail(f"error: {exc}") from None
+            message = exc.format(functools.partial(flag_of, command=func.__name__))
+            raise fail(f"error: {message}") from None
         except Terminated:
             raise fail("terminated", EXIT_TERMINATED) from None
         except KeyboardInterrupt:
@@ -242,7 +262,7 @@ def detect(
     scheduler: Optional[str] = typer.Option(
         None, help="Split the pair into row-range tasks on a Dask cluster: 'local' starts one on "
                    "this machine, an address (tcp://host:8786) joins a running one. Needs "
-                   "dragon-gpu[dask]."),
+                   "dragon-gpu\\[dask]."),  # \[ : a bracket, not rich markup
     workers: Optional[int] = typer.Option(None, min=1, help="Worker processes of --scheduler "
                                                              "local (default: the usable cores)."),
 ):

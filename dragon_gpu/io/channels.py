@@ -94,7 +94,7 @@ class Hdf5PlaneReader(Hdf5Reader):
             what = f"{len(found)} datasets of 3 or more dimensions"
             listing = f" ({_listing(sorted(found))})" if found else ""
             raise UnsupportedInputError(f"has {what}{listing}; a plane selector needs one (name "
-                                        "it with --body-dataset / --dye-dataset)", self.path)
+                                        "it with {option:dataset})", self.path)
         return found[0], found[0]
 
     def _read_metadata(self, ds, name: str) -> None:
@@ -105,7 +105,7 @@ class Hdf5PlaneReader(Hdf5Reader):
                                         "selector needs 3 or more", where)
         if not self.allow_external and (ds.is_virtual or ds.external):
             raise UnsafeInputError(f"dataset {name!r} reads other files; refused (use "
-                                    "--allow-external)", where)
+                                    "{option:allow_external})", where)
         shape = tuple(int(n) for n in ds.shape)
         labels = [d.label for d in ds.dims]
         if all(labels):

@@ -122,12 +122,13 @@ class Hdf5Reader(SegmentedReader):
                 extra += "; one plane of an N-D dataset is named like FILE#c=0 (docs/zarr.md)"
             if links:
                 extra += (f"; external links were not followed ({_listing(links)}): name the "
-                          "dataset with --body-dataset / --dye-dataset and add --allow-external")
+                          "dataset with {option:dataset}"
+                          + ("" if self.allow_external else " and add {option:allow_external}"))
             raise UnsupportedInputError(f"has no 2-D dataset{extra}", self.path)
         if len(found) > 1:
             raise UnsupportedInputError(
                 f"has {len(found)} 2-D datasets ({_listing(found)}); name one with "
-                "--body-dataset / --dye-dataset", self.path)
+                "{option:dataset}", self.path)
         return found[0], found[0]
 
     def _walk_links(self, dataset: str) -> tuple[str | None, bool]:
@@ -169,7 +170,7 @@ class Hdf5Reader(SegmentedReader):
                     via = "" if not parts else f" (on the way to {dataset!r})"
                     raise UnsafeInputError(
                         f"{shown!r}{via} is an external link to {filename}:{inner}; refused (use "
-                        "--allow-external to follow it)", self.path)
+                        "{option:allow_external} to follow it)", self.path)
                 return dataset, True
             if kind != h5l.TYPE_HARD:
                 raise UnsafeInputError(f"{dataset!r} goes through a user-defined link; refused",
@@ -270,10 +271,10 @@ class Hdf5Reader(SegmentedReader):
         if not self.allow_external:
             if ds.is_virtual:
                 raise UnsafeInputError(f"dataset {name!r} is a virtual dataset (it reads other "
-                                       "files); refused (use --allow-external)", where)
+                                       "files); refused (use {option:allow_external})", where)
             if ds.external:
                 raise UnsafeInputError(f"dataset {name!r} keeps its data in external files; "
-                                       "refused (use --allow-external)", where)
+                                       "refused (use {option:allow_external})", where)
         attrs = ds.attrs
         encoding = attrs.get(PACKED_ENCODING_ATTR)
         if isinstance(encoding, bytes):
