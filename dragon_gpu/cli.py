@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 import time
 from enum import Enum
@@ -84,19 +83,12 @@ def cli_errors(func):
     return wrapper
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
 def parse_memory(text: str) -> int:
-    """Bytes from ``"1GiB"``, ``"512M"``, ``"1.5G"`` or a plain number of bytes (powers of 1024)."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise UsageError(f"--memory: expected a size such as 1GiB, 512M or 2000000000, got {text!r}")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    value = int(number * 1024 ** "_kmgt".index(unit or "_")) if unit else int(number)
-    if value < 16 << 20:
-        raise UsageError(f"--memory: at least 16 MiB is needed, got {text!r}")
-    return value
+    """Bytes from ``"1GiB"``, ``"512M"``, ``"1.5G"`` or a plain number of bytes (powers of 1024),
+    as :func:`dragon_gpu.numbers.parse_size` reads them."""
+    from .numbers import parse_size
+
+    return parse_size(text, param="memory")
 
 
 # Options that detect, batch and preview share: the pixel rules and the HDF5 safety switch. A

@@ -15,6 +15,7 @@ from .engines import select_engine
 from .errors import EmptyBodyError, MemoryBudgetError, ShapeMismatchError, UsageError
 from .io import Encoding, MaskReader, Polarity, open_mask
 from .model import Counts, RowRange, Verdict
+from .numbers import parse_size
 from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
@@ -37,7 +38,8 @@ class DetectOptions:
     cutoff: str = DEFAULT_CUTOFF
     device: str = "auto"
     require_gpu: bool = False
-    memory: int = DEFAULT_MEMORY
+    #: bytes, or a size such as "1GiB" (read by :func:`dragon_gpu.numbers.parse_size`)
+    memory: int | str = DEFAULT_MEMORY
     #: a gray level, or a method name (``otsu``, ``li``...: see :mod:`dragon_gpu.thresholds`)
     threshold: int | str | None = None
     #: per-input thresholds, overriding ``threshold`` (for pairs of different bit depths)
@@ -235,6 +237,8 @@ def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
     if overrides:
         opts = DetectOptions(**{**opts.__dict__, **overrides})
     parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
+    if isinstance(opts.memory, str):  # "1GiB", as the CLI reads it
+        opts = replace(opts, memory=parse_size(opts.memory, param="memory"))
     return autothreshold.normalise(opts)
 
 

@@ -25,7 +25,6 @@ smoothing has no cheap exact counterpart on 65536-bin histograms.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
@@ -33,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
+from .numbers import is_integer
 
 __all__ = ["METHODS", "MethodThreshold", "compute", "describe_histogram", "parse_threshold",
            "threshold_of", "trim"]
@@ -232,9 +232,6 @@ def compute(method: str, hist: np.ndarray) -> MethodThreshold:
     return MethodThreshold(method, T, threshold_of(T))
 
 
-_NUMBER = re.compile(r"^\s*[+-]?\d+\s*$")
-
-
 def parse_threshold(value, option: str = "--threshold") -> int | str | None:
     """An integer threshold, a method name (lower-cased), or None, from a CLI or API value.
 
@@ -246,7 +243,7 @@ def parse_threshold(value, option: str = "--threshold") -> int | str | None:
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip()
-    if _NUMBER.match(text):
+    if is_integer(text):
         return int(text)
     name = text.lower()
     if name in METHODS:

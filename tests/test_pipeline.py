@@ -91,7 +91,7 @@ def test_exactly_the_default_cutoff_is_not_cancer(tmp_path, dye_in, cancer):
     assert got.to_dict()["fraction"] == dye_in / 100
 
 
-@pytest.mark.parametrize("cutoff", ["0.25", "25%", "2.5e-1", ".25"])
+@pytest.mark.parametrize("cutoff", ["0.25", "25%", "0.250", ".25"])
 @pytest.mark.parametrize("dye_in, cancer", [(25, False), (26, True)])
 def test_custom_cutoff(tmp_path, cutoff, dye_in, cancer):
     body, dye = hand_pair(tmp_path, 100, dye_in, 0)
