@@ -221,8 +221,11 @@ def encodings_with(body: MaskReader, dye: MaskReader, opts, picked=None, warning
             used[role] = (t, method or FIXED)
         else:
             used[role] = (None, None)
+    from .ignored import ignored_options
+
     chosen = Chosen(body=used["body"][0], dye=used["dye"][0], body_method=used["body"][1],
-                    dye_method=used["dye"][1], warnings=list(warnings),
+                    dye_method=used["dye"][1],
+                    warnings=list(warnings) + ignored_options(opts, body, dye),
                     body_rule=out[0].rule.text, dye_rule=out[1].rule.text)
     return out[0], out[1], chosen
 

@@ -176,7 +176,7 @@ class _ProgressBar:
 
 
 def _render_detect(result: dict, as_json: bool) -> None:
-    if as_json:
+    if as_json:  # the warnings are in the object
         typer.echo(json.dumps(result))
         return
     verdict = "CANCER" if result["cancer"] else "no cancer"
@@ -196,7 +196,7 @@ def _render_detect(result: dict, as_json: bool) -> None:
     ]
     typer.echo("\n".join(lines))
     for w in result["warnings"]:
-        typer.echo(f"dragon-gpu: warning: {w}", err=True)
+        typer.echo(f"dragon-gpu: warning: {printable(w)}", err=True)
 
 
 def _thresholds_line(result: dict) -> str:
