@@ -126,7 +126,7 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
         If one natural unit of rows does not fit the budget.
     """
     if memory <= 0:
-        raise UsageError(f"--memory: must be positive, got {memory}")
+        raise UsageError(f"must be positive, got {memory}", param="memory")
     target = max(row_nbytes, min(memory // BLOCK_SHARE, MAX_BLOCK_NBYTES))
     unit = math.lcm(*granularities)
     if unit * row_nbytes > target:
@@ -136,15 +136,16 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
             raise MemoryBudgetError(
                 f"a block of {unit} rows (the files' strip/tile/chunk height) needs "
                 f"{_human(unit * row_nbytes)}, more than a quarter of the memory budget "
-                f"{_human(memory)}; raise --memory or re-encode with smaller strips "
+                f"{_human(memory)}; raise {{option:memory}} or re-encode with smaller strips "
                 "(dragon-gpu convert)")
         block_rows = max(unit, target // row_nbytes // unit * unit)
     elif block_rows < 1:
-        raise UsageError(f"block_rows must be positive, got {block_rows}")
+        raise UsageError(f"must be positive, got {block_rows}", param="block_rows")
     elif block_rows * row_nbytes > memory // 4:
         raise MemoryBudgetError(
-            f"--block-rows {block_rows} needs {_human(block_rows * row_nbytes)} a block, more than "
-            f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
+            f"{block_rows} rows need {_human(block_rows * row_nbytes)} a block, more than a "
+            f"quarter of the memory budget {_human(memory)}; lower it or raise {{option:memory}}",
+            param="block_rows")
     rows = rows or RowRange(0, height)
     if rows.row_stop > height:
         raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of {height} rows")
@@ -168,7 +169,7 @@ def check_unit_memory(reader: MaskReader, memory: int) -> None:
     if need > memory // 4:
         raise MemoryBudgetError(
             f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
-            f"the memory budget {_human(memory)}; raise --memory or re-encode the file with "
+            f"the memory budget {_human(memory)}; raise {{option:memory}} or re-encode the file with "
             "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
 
 
@@ -208,7 +209,8 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     verdict = decide(counts, opts.cutoff)
     if counts.body == 0:
         raise EmptyBodyError(f"the body mask is empty under the rule '{body_rule}' "
-                             "(check --body-polarity / --threshold)", os.fspath(body_path),
+                             "(check {option:body_polarity} / {option:threshold})",
+                             os.fspath(body_path),
                              counts=counts)
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
@@ -282,7 +284,7 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
         except MemoryBudgetError as exc:
             # Name the file whose strips/tiles/chunks are too tall, as every input error does.
             tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
-            raise MemoryBudgetError(exc.problem, os.fspath(tall)) from None
+            raise MemoryBudgetError(exc.problem, os.fspath(tall), param=exc.param) from None
         yield OpenPair(body, dye, body_enc, dye_enc, blocks)
 
 
@@ -296,11 +298,11 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     if opts.decode == "gpu" and not engine.name.startswith("cuda"):
-        raise UsageError(f"--decode gpu needs a usable GPU (the engine is {engine.name}); use "
-                         "--decode auto or cpu")
+        raise UsageError(f"gpu needs a usable GPU (the engine is {engine.name}); use auto or "
+                         "cpu", param="decode")
     if opts.decode == "gpu" and watch is not None:
-        raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
-                         "on the host (use --decode auto)")
+        raise UsageError("gpu keeps the decoded rows on the GPU; {option:preview} needs them on "
+                         "the host (use auto)", param="decode")
     with open_pair(body_path, dye_path, opts, rows) as pair:
         passes = autothreshold.passes(opts, pair, watch is not None)
         total = sum(b.rows for b in pair.blocks) * passes

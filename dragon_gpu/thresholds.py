@@ -232,13 +232,13 @@ def compute(method: str, hist: np.ndarray) -> MethodThreshold:
     return MethodThreshold(method, T, threshold_of(T))
 
 
-def parse_threshold(value, option: str = "--threshold") -> int | str | None:
+def parse_threshold(value, option: str = "threshold") -> int | str | None:
     """An integer threshold, a method name (lower-cased), or None, from a CLI or API value.
 
     Raises
     ------
     UsageError
-        Naming the option, for anything else.
+        With ``param=option``, for anything else.
     """
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -248,8 +248,8 @@ def parse_threshold(value, option: str = "--threshold") -> int | str | None:
     name = text.lower()
     if name in METHODS:
         return name
-    raise UsageError(f"{option}: expected a gray level (an integer) or a method "
-                     f"({', '.join(METHODS)}), got {value!r}")
+    raise UsageError(f"expected a gray level (an integer) or a method "
+                     f"({', '.join(METHODS)}), got {value!r}", param=option)
 
 
 def describe_histogram(hist: np.ndarray) -> dict:

@@ -378,7 +378,9 @@ def test_per_input_thresholds_for_a_pair_of_different_bit_depths(tmp_path, rng):
     b, d = body16 < 1000, dye8 >= 200
     assert (got.body, got.dye_in_body, got.dye) == (int(b.sum()), int((b & d).sum()),
                                                     int(d.sum()))
-    with pytest.raises(UsageError, match="--threshold: must be between 1 and 255"):
+    with pytest.raises(UsageError, match="threshold: must be between 1 and 255") as caught:
         run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", threshold=1000)
-    with pytest.raises(UsageError, match="--dye-threshold"):
+    assert caught.value.param == "threshold"
+    with pytest.raises(UsageError, match="dye_threshold: must be between 1 and 255") as caught:
         run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", dye_threshold=300)
+    assert caught.value.param == "dye_threshold"

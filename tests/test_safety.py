@@ -799,7 +799,7 @@ def test_preview_refuses_a_unit_over_the_budget(tmp_path):
 
 
 def test_block_rows_over_the_memory_budget(good):
-    with pytest.raises(MemoryBudgetError, match="--block-rows"):
+    with pytest.raises(MemoryBudgetError, match="block_rows: 1000000000 rows need"):
         detect(good, good, device="cpu", memory=16 << 20, block_rows=10**9)
 
 

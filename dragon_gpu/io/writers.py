@@ -228,8 +228,8 @@ class TiffRowWriter(_SegmentWriter):
             raise UsageError(f"photometric must be minisblack or miniswhite, got {photometric!r}")
         compression = str(compression).lower()
         if compression not in TIFF_COMPRESSIONS:
-            raise UsageError(f"--compression: {compression!r} is not a TIFF compression; choose "
-                             f"one of {', '.join(TIFF_COMPRESSIONS)}")
+            raise UsageError(f"{compression!r} is not a TIFF compression; choose one of "
+                             f"{', '.join(TIFF_COMPRESSIONS)}", param="compression")
         self.bits, self.photometric, self.compression = bits, photometric, compression
         self.level = DEFAULT_LEVELS.get(compression) if level is None else int(level)
         self.packed = bits == 1
@@ -238,7 +238,7 @@ class TiffRowWriter(_SegmentWriter):
         if rows_per_strip is None:
             rows_per_strip = segment_rows_for(row_nbytes)
         if int(rows_per_strip) < 1:
-            raise UsageError(f"--rows-per-strip: must be positive, got {rows_per_strip}")
+            raise UsageError(f"must be positive, got {rows_per_strip}", param="rows_per_strip")
         self.segment_rows = min(int(rows_per_strip), self.shape[0])
         raw = self.shape[0] * row_nbytes
         # Worst-case growth: LZW can reach 1.5x on noise, PackBits 1 + 1/128 plus a byte a row,
@@ -415,15 +415,15 @@ class Hdf5RowWriter(_SegmentWriter):
             raise UsageError(f"HDF5 datasets are written as uint8 or uint16, not {self.dtype}")
         compression = str(compression).lower()
         if compression not in HDF5_COMPRESSIONS:
-            raise UsageError(f"--compression: {compression!r} is not an HDF5 compression; choose "
-                             f"one of {', '.join(HDF5_COMPRESSIONS)}")
+            raise UsageError(f"{compression!r} is not an HDF5 compression; choose one of "
+                             f"{', '.join(HDF5_COMPRESSIONS)}", param="compression")
         self.compression = compression
         self.level = DEFAULT_LEVELS.get(compression) if level is None else int(level)
         row_nbytes = self.row_items * self.dtype.itemsize
         if chunk_rows is None:
             chunk_rows = segment_rows_for(row_nbytes)
         if int(chunk_rows) < 1:
-            raise UsageError(f"--chunk-rows: must be positive, got {chunk_rows}")
+            raise UsageError(f"must be positive, got {chunk_rows}", param="chunk_rows")
         self.segment_rows = min(int(chunk_rows), self.shape[0])
         filters = _hdf5_filter(compression, self.level)
         self._direct = compression != "lzf"
@@ -508,8 +508,8 @@ def _hdf5_filter(compression: str, level: int | None) -> dict:
         try:
             import hdf5plugin
         except ImportError:
-            raise UsageError(f"--compression {compression} needs the hdf5plugin package "
-                             "(pip install hdf5plugin)") from None
+            raise UsageError(f"{compression} needs the hdf5plugin package (pip install "
+                             "hdf5plugin)", param="compression") from None
         return dict(hdf5plugin.LZ4() if compression == "lz4" else hdf5plugin.Zstd(clevel=level))
     return {}
 
