@@ -31,20 +31,21 @@ from typing import Callable
 
 import numpy as np
 
+from .choices import CONVERT_ENCODINGS, OUTPUT_FORMATS
 from .errors import OutputError, UsageError
 from .io import Kind, Polarity, open_mask, split_selector
 from .io.base import default_threshold
 from .io._output import check_target
 from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
 
-ENCODINGS = ("packed", "u8", "u16")
+ENCODINGS = CONVERT_ENCODINGS
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
              ".he5": "hdf5"}
 #: Raw input bytes read per block: large enough to keep the compression threads busy.
 BLOCK_NBYTES = 64 << 20
 
 
-FORMATS = ("tiff", "hdf5", "zarr", "ome-zarr")
+FORMATS = OUTPUT_FORMATS
 
 
 def _format_of(path: str, fmt: str | None) -> str:

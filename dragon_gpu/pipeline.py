@@ -169,8 +169,8 @@ def check_unit_memory(reader: MaskReader, memory: int) -> None:
     if need > memory // 4:
         raise MemoryBudgetError(
             f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
-            f"the memory budget {_human(memory)}; raise {{option:memory}} or re-encode the file with "
-            "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
+            f"the memory budget {_human(memory)}; raise {{option:memory}} or re-encode the file "
+            "with smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
 
 
 def detect(body_path, dye_path, options: DetectOptions | None = None,
@@ -298,11 +298,11 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     if opts.decode == "gpu" and not engine.name.startswith("cuda"):
-        raise UsageError(f"gpu needs a usable GPU (the engine is {engine.name}); use auto or "
-                         "cpu", param="decode")
+        raise UsageError(f"{{option:decode}} gpu needs a usable GPU (the engine is {engine.name}); "
+                         "use {option:decode} auto or cpu")
     if opts.decode == "gpu" and watch is not None:
-        raise UsageError("gpu keeps the decoded rows on the GPU; {option:preview} needs them on "
-                         "the host (use auto)", param="decode")
+        raise UsageError("{option:decode} gpu keeps the decoded rows on the GPU; {option:preview} "
+                         "needs them on the host (use {option:decode} auto)")
     with open_pair(body_path, dye_path, opts, rows) as pair:
         passes = autothreshold.passes(opts, pair, watch is not None)
         total = sum(b.rows for b in pair.blocks) * passes

@@ -197,7 +197,8 @@ def li(counts: list[int], lo: int) -> float:
     return t_next + lo
 
 
-#: name -> function of (trimmed counts, first value) giving T.
+#: name -> function of (trimmed counts, first value) giving T; the names, in this order, are
+#: :data:`dragon_gpu.choices.THRESHOLD_METHODS` (what the CLI offers).
 METHODS: dict[str, Callable[[list[int], int], Fraction | float]] = {
     "otsu": otsu, "li": li, "triangle": triangle, "yen": yen, "isodata": isodata, "mean": mean,
 }

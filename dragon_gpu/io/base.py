@@ -18,14 +18,8 @@ from enum import Enum
 
 import numpy as np
 
+from ..choices import Polarity  # noqa: F401  (defined there so the CLI loads it without NumPy)
 from ..errors import UsageError
-
-
-class Polarity(str, Enum):
-    """Which pixels of an image are members: the dark ones or the bright ones."""
-
-    dark = "dark"
-    bright = "bright"
 
 
 class Kind(str, Enum):

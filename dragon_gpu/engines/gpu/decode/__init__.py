@@ -14,13 +14,12 @@ Importing this package imports neither CuPy nor nvCOMP; the CPU engine never imp
 
 from __future__ import annotations
 
+from ....choices import DECODE_MODES, GPU_DECODERS
 from ....errors import UsageError
 from ._plan import InputPlan, plan_input
 
 #: the kernel sources of the decode path (``engines/gpu/kernels``).
 DECODE_KERNEL_FILES = ("adler32.cu", "decode_filters.cu")
-DECODE_MODES = ("auto", "cpu", "gpu")
-GPU_DECODERS = ("nvcomp", "dali")
 
 __all__ = ["DECODE_KERNEL_FILES", "InputPlan", "plan_input", "prepare"]
 
