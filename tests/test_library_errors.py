@@ -88,6 +88,14 @@ def test_writers_name_parameters(tmp_path):
     assert "none" in TIFF_COMPRESSIONS and "none" in HDF5_COMPRESSIONS
 
 
+def test_flag_spelling():
+    from dragon_gpu.cli.common import flag_of
+
+    assert flag_of("block_rows") == "--block-rows" and flag_of("fmt") == "--format"
+    assert flag_of("dataset", "info") == flag_of("dataset", "convert") == "--dataset"
+    assert flag_of("dataset", "detect") == "--body-dataset / --dye-dataset"
+
+
 def test_convert_names_the_flag(gray, tmp_path):
     result = CliRunner().invoke(app, ["convert", str(gray), str(tmp_path / "o.tif"), "-q",
                                       "--compression", "bogus"])

@@ -18,7 +18,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: Flags of library parameters that are not ``--`` and the name with dashes, for every command...
-_FLAGS = {"dataset": "--body-dataset / --dye-dataset"}
+_FLAGS = {"dataset": "--body-dataset / --dye-dataset", "fmt": "--format", "as_json": "--json"}
 #: ...and for one command.
 _COMMAND_FLAGS = {"info": {"dataset": "--dataset"}, "convert": {"dataset": "--dataset"}}
 
