@@ -29,8 +29,8 @@ def _compressors(compression: str):
     from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
     if compression not in COMPRESSIONS:
-        raise UsageError(f"--compression: choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
-                         f"{compression!r}")
+        raise UsageError(f"choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
+                         f"{compression!r}", param="compression")
     return {"zstd": ZstdCodec(level=3), "gzip": GzipCodec(level=5),
             "blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
             "none": None}[compression]
@@ -81,7 +81,8 @@ class ZarrImageWriter:
         self.path = os.fspath(path)
         rows, cols = (int(n) for n in shape)
         if levels < 1 or (levels > 1 and not ome):
-            raise UsageError("--levels: a pyramid needs --format ome-zarr and at least 1 level")
+            raise UsageError("a pyramid needs {option:fmt} ome-zarr and at least 1 level",
+                             param="levels")
         self.shape, self.levels, self.ome = (rows, cols), int(levels), ome
         self.channels = list(channels) if channels else None
         self.label_names = list(labels)
