@@ -90,3 +90,22 @@ def test_options_that_apply_say_nothing(files):
                  "img")
     assert ignored(got) == []
     assert got["body_pixels"] == int((GRAY < 100).sum())
+
+
+def test_info_and_convert_say_so_too(files, tmp_path):
+    result = CliRunner().invoke(app, ["info", str(files / "gray.h5"), "--page", "1",
+                                      "--no-sample", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["shape"] == [24, 40]
+    assert result.stderr == (f"dragon-gpu: warning: --page 1 applies to TIFF files only: "
+                             f"{files / 'gray.h5'} is read without it\n")
+    result = CliRunner().invoke(app, ["convert", str(files / "gray.tif"), str(tmp_path / "o.h5"),
+                                      "--dataset", "img", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "--dataset img applies to HDF5 and Zarr inputs only" in result.stderr
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert (f["mask"][:] == GRAY).all()
+    for args in (["info", str(files / "gray.tif"), "--page", "0", "--no-sample"],
+                 ["info", str(files / "gray.h5"), "--dataset", "img", "--no-sample"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and "warning" not in result.stderr, result.output

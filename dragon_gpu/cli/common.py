@@ -69,6 +69,19 @@ def cli_errors(func):
     return wrapper
 
 
+def warn_unused(path: str, page: int, dataset: str | None) -> None:
+    """Warn about ``--page`` for an input that is not a TIFF and ``--dataset`` for one that is
+    (info and convert read one input; detect's JSON reports its own, see dragon_gpu.ignored)."""
+    from ..io import sniff_format, split_selector
+
+    fmt = sniff_format(split_selector(path)[0])
+    if page and fmt != "tiff":
+        warn(f"--page {page} applies to TIFF files only: {path} is read without it")
+    if dataset is not None and fmt == "tiff":
+        warn(f"--dataset {dataset} applies to HDF5 and Zarr inputs only: {path} is a TIFF file "
+             "and is read without it")
+
+
 def choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
     """``value`` lower-cased when it is one of ``allowed``; else a one-line usage error."""
     text = str(value).strip().lower()

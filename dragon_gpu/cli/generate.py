@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .common import cli_errors, echo_json
+from .common import cli_errors, echo_json, warn_unused
 from .options import (AllowExternal, Compression, ConvertEncoding, ConvertPolarity, Dataset,
                       DEFAULT_MEMORY, Force, GenerateEncoding, GenerateKind, Json, Levels, Memory,
                       OutputFormat, Page, Quiet, RowsPerStrip, parse_memory)
@@ -128,6 +128,7 @@ def convert(
                              polarity=polarity, threshold=threshold, page=page, dataset=dataset,
                              out_dataset=out_dataset, allow_external=allow_external,
                              memory=parse_memory(memory), progress=bar.update, levels=levels)
+    warn_unused(src, page, dataset)
     if as_json:
         echo_json(result)
         return

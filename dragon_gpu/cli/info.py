@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import cli_errors, echo_json
+from .common import cli_errors, echo_json, warn_unused
 from .options import (DEFAULT_MEMORY, MEMORY_GRAMMAR, AllowExternal, Dataset, Json, Page,
                       parse_memory)
 
@@ -34,6 +34,7 @@ def info(
 
     facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
                           sample=sample)
+    warn_unused(file, page, dataset)
     if histogram:
         from ..autothreshold import histogram_of
         from ..thresholds import describe_histogram
