@@ -26,7 +26,7 @@ GPU_DECODERS = ("nvcomp", "dali")
 #: Kinds of generated pair (:func:`dragon_gpu.simulate.generate`).
 GENERATE_KINDS = ("typical", "cancer", "healthy", "boundary")
 #: Pixel encodings of a generated pair.
-GENERATE_ENCODINGS = ("packed", "u8")
+GENERATE_ENCODINGS = ("packed", "u8", "u16")
 #: Output formats of generate and convert.
 OUTPUT_FORMATS = ("tiff", "hdf5", "zarr", "ome-zarr")
 #: Pixel encodings convert writes.

@@ -34,9 +34,9 @@ import numpy as np
 from .choices import CONVERT_ENCODINGS, OUTPUT_FORMATS
 from .errors import OutputError, UsageError
 from .io import Kind, Polarity, open_mask, split_selector
-from .io.base import default_threshold
+from .io.base import default_threshold, packed_row_bytes
 from .io._output import check_target
-from .io.writers import SEGMENT_NBYTES, write_hdf5, write_tiff
+from .io.writers import segment_rows_for, write_hdf5, write_tiff
 
 ENCODINGS = CONVERT_ENCODINGS
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
@@ -70,7 +70,6 @@ class _Mapping:
                  threshold: int | None, where: str):
         self.reader = reader
         self.width = reader.width
-        self.nb = (self.width + 7) // 8
         self.polarity = None if polarity is None else Polarity(polarity)
         kind = reader.kind
         self.kind = kind
@@ -243,21 +242,11 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         ``mapping`` (how pixels were mapped, in words), ``input_bytes``, ``output_bytes``,
         ``seconds``.
     """
-    from .model import RowRange
-    from .pipeline import check_unit_memory
     from .streaming import prefetch
 
     src, dst = os.fspath(src), os.fspath(dst)
-    # Before the input is opened: a FIFO, device, directory or the input itself is refused
-    # without reading anything (compared by inode, so another name of the input is caught too).
     fmt = _format_of(dst, fmt)
-    location = split_selector(src)[0]
-    if fmt in ("zarr", "ome-zarr"):
-        # A Zarr output is a folder: ZarrImageWriter replaces only a Zarr store there.
-        if os.path.exists(dst) and os.path.exists(location) and os.path.samefile(location, dst):
-            raise OutputError("is the input store; write to another name", dst)
-    else:
-        check_target(dst, (location,))
+    _check_output(src, dst, fmt)
     if encoding is not None and encoding not in ENCODINGS:
         raise UsageError(f"choose one of {', '.join(ENCODINGS)}, got {encoding!r}",
                          param="encoding")
@@ -273,44 +262,72 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
         height, width = reader.shape
         packed = encoding == "packed"
         dtype = np.uint16 if encoding == "u16" else np.uint8
-        out_row_nbytes = ((width + 7) // 8) if packed else width * np.dtype(dtype).itemsize
-        seg = segment_rows or max(16, min(4096, SEGMENT_NBYTES // out_row_nbytes // 16 * 16))
+        out_row_nbytes = packed_row_bytes(width) if packed else width * np.dtype(dtype).itemsize
+        seg = segment_rows or segment_rows_for(out_row_nbytes)
         if zarr_out:  # chunks of 1024 x 1024 pixels unless told: tiles, not strips
             seg = segment_rows or 1024
-        unit = max(seg, reader.row_granularity)
-        check_unit_memory(reader, memory)
-        in_rows = max(1, min(BLOCK_NBYTES, memory // 8) // max(1, reader.row_nbytes))
-        block_rows = max(unit, in_rows // unit * unit)
-        blocks = [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
+        blocks = _blocks(reader, seg, memory)
 
         def rows():
             with closing(prefetch((reader,), blocks, depth=1)) as ring:
                 for _, (block,) in ring:
                     yield mapping(block)
 
-        common = dict(workers=workers, progress=progress)
-        if zarr_out:
-            from .io.zarr_writer import write_zarr_rows
-
-            info = write_zarr_rows(dst, rows(), (height, width), packed=packed, dtype=dtype,
-                                   ome=fmt == "ome-zarr", levels=levels,
-                                   compression=compression or "zstd", chunk_rows=seg,
-                                   chunk_cols=seg,
-                                   progress=progress)
-        elif fmt == "tiff":
-            info = write_tiff(dst, rows(), (height, width), bits=mapping.out_bits,
-                              photometric=mapping.photometric,
-                              compression=compression or "deflate", rows_per_strip=seg,
-                              inputs=(src,), **common)
-        else:
-            info = write_hdf5(dst, rows(), (height, width), packed=packed, dtype=dtype,
-                              dataset=out_dataset, compression=compression or "gzip",
-                              chunk_rows=seg, inputs=(src,), **common)
+        info = _write(fmt, src, dst, rows(), mapping, encoding, compression, seg,
+                      out_dataset=out_dataset, levels=levels, workers=workers, progress=progress)
     return {"input": src, "output": dst, "shape": [height, width], "format": fmt,
             "encoding": encoding, "compression": info["compression"],
             "segment_rows": info["segment_rows"], "mapping": mapping.text,
             "input_bytes": _size(src), "output_bytes": info["bytes"],
             "seconds": round(time.perf_counter() - start, 6)}
+
+
+def _check_output(src: str, dst: str, fmt: str) -> None:
+    """Before the input is opened: a FIFO, device, directory or the input itself is refused
+    without reading anything (compared by inode, so another name of the input is caught too)."""
+    location = split_selector(src)[0]
+    if fmt in ("zarr", "ome-zarr"):
+        # A Zarr output is a folder: ZarrImageWriter replaces only a Zarr store there.
+        if os.path.exists(dst) and os.path.exists(location) and os.path.samefile(location, dst):
+            raise OutputError("is the input store; write to another name", dst)
+    else:
+        check_target(dst, (location,))
+
+
+def _blocks(reader, seg: int, memory: int) -> list:
+    """Row blocks of the input: whole units of the reader and of the output, within ``memory``."""
+    from .model import RowRange
+    from .pipeline import check_unit_memory
+
+    unit = max(seg, reader.row_granularity)
+    check_unit_memory(reader, memory)
+    in_rows = max(1, min(BLOCK_NBYTES, memory // 8) // max(1, reader.row_nbytes))
+    block_rows = max(unit, in_rows // unit * unit)
+    height = reader.height
+    return [RowRange(r, min(height, r + block_rows)) for r in range(0, height, block_rows)]
+
+
+def _write(fmt: str, src: str, dst: str, rows, mapping: _Mapping, encoding: str,
+           compression: str | None, seg: int, *, out_dataset: str, levels: int, workers,
+           progress) -> dict:
+    """Write the output rows ``rows`` in ``fmt``; the writer's summary."""
+    shape = (mapping.reader.height, mapping.width)
+    packed = encoding == "packed"
+    dtype = np.uint16 if encoding == "u16" else np.uint8
+    if fmt in ("zarr", "ome-zarr"):
+        from .io.zarr_writer import write_zarr_rows
+
+        return write_zarr_rows(dst, rows, shape, packed=packed, dtype=dtype,
+                               ome=fmt == "ome-zarr", levels=levels,
+                               compression=compression or "zstd", chunk_rows=seg,
+                               chunk_cols=seg, progress=progress)
+    common = dict(workers=workers, progress=progress, inputs=(src,))
+    if fmt == "tiff":
+        return write_tiff(dst, rows, shape, bits=mapping.out_bits,
+                          photometric=mapping.photometric,
+                          compression=compression or "deflate", rows_per_strip=seg, **common)
+    return write_hdf5(dst, rows, shape, packed=packed, dtype=dtype, dataset=out_dataset,
+                      compression=compression or "gzip", chunk_rows=seg, **common)
 
 
 def _size(path: str) -> int | None:

@@ -59,6 +59,38 @@ class DetectOptions:
     #: ``--gpu-decoder``: what inflates LZ4 on the GPU (nvcomp, dali)
     gpu_decoder: str = "nvcomp"
 
+    @classmethod
+    def derive(cls, options: "DetectOptions | None" = None, **overrides) -> "DetectOptions":
+        """``options`` (default: the defaults) with ``overrides`` applied, checked and normalised.
+
+        Every driver builds its options here: the cutoff is parsed (a bad one fails before any
+        file is read), a ``memory`` written as a size ("1GiB") becomes bytes, and threshold
+        fields are normalised (:func:`autothreshold.normalise`).
+
+        Raises
+        ------
+        TypeError
+            For an override that is not a field.
+        UsageError
+            For a bad cutoff, memory size or threshold.
+        """
+        opts = options or cls()
+        if overrides:
+            opts = cls(**{**opts.__dict__, **overrides})
+        parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
+        if isinstance(opts.memory, str):  # "1GiB", as the CLI reads it
+            opts = replace(opts, memory=parse_size(opts.memory, param="memory"))
+        return autothreshold.normalise(opts)
+
+
+#: Keys of the detect JSON (:meth:`DetectResult.to_dict`), in its order: the SPEC's, then the
+#: thresholds used, then where each input was decoded.
+DETECT_JSON_KEYS = ("version", "body_path", "dye_path", "shape", "body_pixels",
+                    "dye_in_body_pixels", "dye_outside_body_pixels", "dye_pixels", "fraction",
+                    "cutoff", "cancer", "backend", "seconds", "pixels_per_second", "body_rule",
+                    "dye_rule", "warnings", "body_threshold", "dye_threshold",
+                    "body_threshold_method", "dye_threshold_method", "decode")
+
 
 @dataclass(frozen=True)
 class DetectResult:
@@ -87,7 +119,7 @@ class DetectResult:
         """The detect JSON object of the SPEC, keys in its order."""
         c = self.counts
         pixels = self.shape[0] * self.shape[1]
-        return {
+        return {  # the keys of DETECT_JSON_KEYS, in its order (tests hold them to it)
             "version": __version__,
             "body_path": self.body_path,
             "dye_path": self.dye_path,
@@ -201,21 +233,38 @@ def detect(body_path, dye_path, options: DetectOptions | None = None,
     DragonError
         For any problem with the inputs or options (the CLI exits 2 on these).
     """
-    opts = _options(options, kwargs)
+    opts = DetectOptions.derive(options, **kwargs)
     start = time.perf_counter()
     counts, shape, body_rule, dye_rule, backend, chosen, decode, notes = _count(
         body_path, dye_path, opts, None, progress, watch)
-    seconds = time.perf_counter() - start
-    verdict = decide(counts, opts.cutoff)
+    return finish(body_path, dye_path, counts, shape, opts.cutoff, backend=backend,
+                  seconds=time.perf_counter() - start, rules=(body_rule, dye_rule),
+                  chosen=chosen, notes=notes, decode=decode)
+
+
+def finish(body_path, dye_path, counts: Counts, shape: tuple[int, int], cutoff: str, *,
+           backend: str, seconds: float, rules: tuple[str, str], chosen: Chosen,
+           notes: list[str] | tuple[str, ...] = (), decode: dict | None = None) -> DetectResult:
+    """The result of a pair whose pixels are all counted: the verdict and its warnings.
+
+    Every driver ends here (the local :func:`detect` and the Dask driver), so they refuse an
+    empty body and report a pair the same way. ``rules`` are the body and dye rule texts;
+    ``notes`` the readers' warnings, which come first.
+
+    Raises
+    ------
+    EmptyBodyError
+        If no pixel is body under the body rule: the fraction would be undefined.
+    """
     if counts.body == 0:
-        raise EmptyBodyError(f"the body mask is empty under the rule '{body_rule}' "
+        raise EmptyBodyError(f"the body mask is empty under the rule '{rules[0]}' "
                              "(check {option:body_polarity} / {option:threshold})",
                              os.fspath(body_path),
                              counts=counts)
     return DetectResult(
-        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=shape,
-        verdict=verdict, backend=backend, seconds=seconds, body_rule=body_rule,
-        dye_rule=dye_rule, warnings=notes + chosen.warnings + coverage_warnings(counts, shape),
+        body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=tuple(shape),
+        verdict=decide(counts, cutoff), backend=backend, seconds=seconds, body_rule=rules[0],
+        dye_rule=rules[1], warnings=[*notes, *chosen.warnings, *coverage_warnings(counts, shape)],
         thresholds=chosen, decode=decode)
 
 
@@ -227,21 +276,11 @@ def count_range(body_path, dye_path, rows: RowRange, options: DetectOptions | No
     that cover the image add up exactly to the counts of :func:`detect`. A threshold method
     needs the whole image: resolve it first (:func:`resolve_thresholds`).
     """
-    opts = _options(options, kwargs)
+    opts = DetectOptions.derive(options, **kwargs)
     if autothreshold.has_method(opts):
         raise UsageError("count_range needs numeric thresholds: a threshold method is computed on "
                          "the whole image (resolve_thresholds)")
     return _count(body_path, dye_path, opts, rows, None)[0]
-
-
-def _options(options: DetectOptions | None, overrides: dict) -> DetectOptions:
-    opts = options or DetectOptions()
-    if overrides:
-        opts = DetectOptions(**{**opts.__dict__, **overrides})
-    parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
-    if isinstance(opts.memory, str):  # "1GiB", as the CLI reads it
-        opts = replace(opts, memory=parse_size(opts.memory, param="memory"))
-    return autothreshold.normalise(opts)
 
 
 @dataclass(frozen=True)
@@ -353,7 +392,7 @@ def resolve_thresholds(body_path, dye_path, options: DetectOptions | None = None
     ``options.device`` names a GPU) so that row-range tasks (:func:`count_range`) can share one
     numeric rule; returns the options and the thresholds chosen.
     """
-    opts = _options(options, kwargs)
+    opts = DetectOptions.derive(options, **kwargs)
     if not autothreshold.has_method(opts):
         with open_pair(body_path, dye_path, opts) as pair:
             return opts, autothreshold.encodings_with(pair.body, pair.dye, opts)[2]

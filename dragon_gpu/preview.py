@@ -27,9 +27,11 @@ from typing import Callable
 
 import numpy as np
 
+from ._bits import BYTE_BITS
 from .errors import UsageError
 from .io import Encoding, MaskReader
 from .io._output import AtomicOutput, check_target
+from .io.base import packed_row_bytes
 from .model import Counts
 from .verdict import decide
 
@@ -102,10 +104,6 @@ def plan_layout(shape: tuple[int, int], max_side: int) -> Layout:
 
 
 # -- binning ---------------------------------------------------------------------------------------
-#: the eight bits of every byte value, most significant first: unpacking by table lookup
-_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
-
-
 def members(rows: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> np.ndarray:
     """Boolean members of stored rows (packed bits or planes) under ``enc.rule``.
 
@@ -117,7 +115,7 @@ def members(rows: np.ndarray, enc: Encoding, out: np.ndarray | None = None) -> n
         nbytes = rows.shape[1]
         buf = np.empty(n * nbytes * 8, np.uint8) if out is None else out[:n * nbytes * 8]
         bits = buf.reshape(n, nbytes, 8)
-        np.take(_BITS, rows, axis=0, out=bits)
+        np.take(BYTE_BITS, rows, axis=0, out=bits)
         bits = bits.reshape(n, nbytes * 8)[:, :width]
         if not enc.rule.high:
             np.bitwise_xor(bits, 1, out=bits)
@@ -189,7 +187,7 @@ class Overlay:
         local = self._local
         if getattr(local, "rows", 0) < rows:
             width = self.shape[1]
-            items = -(-width // 8) * 8
+            items = packed_row_bytes(width) * 8  # whole bytes of pixels: unpackbits' output
             local.rows = rows
             local.body = np.empty(rows * items, np.uint8)
             local.dye = np.empty(rows * items, np.uint8)
@@ -394,11 +392,11 @@ def preview(body_path, dye_path, png_path, options=None, *, max_side: int = DEFA
     """
     from .autothreshold import passes, resolve
     from .engines.cpu import CpuEngine
-    from .pipeline import _options, open_pair
+    from .pipeline import DetectOptions, open_pair
     from .streaming import prefetch
 
     require_pillow()
-    opts = _options(options, kwargs)
+    opts = DetectOptions.derive(options, **kwargs)
     plan_layout((1, 1), max_side)
     check_output(Path(os.fspath(png_path)), (body_path, dye_path))
     with open_pair(body_path, dye_path, opts) as pair:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .io._decode import ordered_map
 from .io.base import MaskReader
 from .model import RowRange
 
@@ -34,20 +33,10 @@ def prefetch(readers: Sequence[MaskReader], blocks: Sequence[RowRange], depth: i
 
     def read(i: int):
         block, bufs = blocks[i], ring[i % slots]
-        return tuple(r.read_rows(block.row_start, block.row_stop, out=buf)
-                     for r, buf in zip(readers, bufs))
+        return block, tuple(r.read_rows(block.row_start, block.row_stop, out=buf)
+                            for r, buf in zip(readers, bufs))
 
-    with ThreadPoolExecutor(1, thread_name_prefix="dragon-prefetch") as pool:
-        pending: deque = deque()
-        try:
-            for i in range(min(depth, len(blocks))):
-                pending.append(pool.submit(read, i))
-            for i in range(len(blocks)):
-                if i + depth < len(blocks):
-                    # Slot (i + depth) % slots held block i - 1, which the consumer is done with.
-                    pending.append(pool.submit(read, i + depth))
-                arrays = pending.popleft().result()
-                yield blocks[i], arrays
-        finally:
-            for f in pending:
-                f.cancel()
+    # A window of depth + 1: block i + depth is submitted when the consumer asks for block i,
+    # into slot (i + depth) % slots, which held block i - 1, which the consumer is done with.
+    yield from ordered_map(read, range(len(blocks)), 1, depth + 1, background=True,
+                           name="dragon-prefetch")

@@ -77,7 +77,7 @@ def test_every_format_relative_paths_exact_counts(mixed, tmp_path, monkeypatch):
     assert report.cancer == sum(r["cancer"] for r in report.records)
     # The file holds the same records: header, one row per pair, values as JSON text.
     raw = rows_of(out)
-    assert list(raw[0]) == COLUMNS
+    assert list(raw[0]) == COLUMNS + ["computed_with"]  # then what each row was computed with
     assert sorted(r["id"] for r in raw) == sorted(truths)
     for r in raw:
         assert int(r["body_pixels"]) == truths[r["id"]]["body_pixels"]
@@ -102,7 +102,7 @@ def test_cli_batch_summary_and_options(mixed, tmp_path):
         assert r["cancer"] is (truths[r["id"]]["dye_in_body_pixels"] * 20
                                > 9 * truths[r["id"]]["body_pixels"])
     # Text summary; stderr is not a terminal, so no progress bar.
-    again = cli("batch", manifest, "--out", out)
+    again = cli("batch", manifest, "--out", out, "--cutoff", "45%")  # the same options: reused
     assert again.returncode == 0
     assert "5 pairs: 5 ok" in again.stdout and "5 already done were skipped" in again.stdout
     assert again.stderr == ""

@@ -411,6 +411,15 @@ def test_batch_out_to_a_device_is_refused_up_front(pair, tmp_path):
     assert stat.S_ISCHR(os.lstat(tmp_path / "null").st_mode)
 
 
+
+def test_batch_out_to_a_directory_is_refused_up_front(pair, tmp_path):
+    manifest = _manifest(pair, tmp_path)
+    (tmp_path / "R.csv").mkdir()
+    proc = _run("batch", manifest, "--out", tmp_path / "R.csv", "--workers", 1)
+    _one_line_error(proc, "R.csv", "is a directory; --out needs a file name")
+    assert os.listdir(tmp_path / "R.csv") == []
+
+
 # -- progress -------------------------------------------------------------------------------------
 def test_the_progress_bar_labels_its_times():
     import io

@@ -184,8 +184,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def test_rows_do_not_depend_on_the_block_they_are_rendered_in():
-    scene = build_scene(300, 260, seed=3)
-    scene.set_gain(0.5)
+    scene = build_scene(300, 260, seed=3).with_gain(0.5)
     nb = scene.row_nbytes
     whole_body, whole_dye, _ = scene.render(np.arange(300))
     for start, stop in ((0, 1), (17, 90), (150, 151), (299, 300)):

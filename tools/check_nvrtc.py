@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dragon_gpu.engines.gpu._kernels import COMPILE_OPTIONS, KERNEL_FILES, kernel_source
     from dragon_gpu.engines.gpu._plan import all_kernels
+    from dragon_gpu.engines.gpu.decode import DECODE_KERNEL_FILES, DECODE_KERNELS
 
     # CuPy asks the current device for its architecture (and fails without one); everything
     # else is CuPy's path: its options, its NVRTC program, a cubin as RawModule would load.
@@ -47,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     names: dict[str, list[str]] = {"probe.cu": ["probe"]}
     for spec in all_kernels():
         names.setdefault(spec.file, []).append(spec.name)
+    for file, name in DECODE_KERNELS:
+        names.setdefault(file, []).append(name)
     failed = False
-    for file in KERNEL_FILES:
+    for file in KERNEL_FILES + DECODE_KERNEL_FILES:
         try:
             cubin, _ = compiler.compile_using_nvrtc(kernel_source(file),
                                                     options=COMPILE_OPTIONS + ("-ftz=true",),

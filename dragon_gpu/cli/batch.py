@@ -92,7 +92,9 @@ def render_batch(report, as_json: bool) -> None:
                  f"ran {summary['ran']} pairs in {summary['seconds']:.1f} s"
                  + (f" ({rate:.2f} pairs/s)" if rate else "")
                  + (f"; {summary['skipped']} already done were skipped" if summary["skipped"]
-                    else "")]
+                    else "")
+                 + (f"; {summary['recomputed']} recomputed (options or input files changed)"
+                    if summary.get("recomputed") else "")]
         if summary.get("gpu_workers"):
             lines.append(f"workers: {summary['gpu_workers']}")
         if summary["out"]:

@@ -60,7 +60,7 @@ def detect(
             result = run_detect(body, dye, options, progress=bar.update,
                                 watch=picture.watch if picture else None)
         else:
-            from ..distributed import detect as run_distributed
+            from ..batching.dask_detect import detect as run_distributed
 
             result = run_distributed(body, dye, options, scheduler=scheduler, workers=workers,
                                      progress=bar.update)

@@ -34,7 +34,13 @@ GenerateFormat = Annotated[OutputFormat, typer.Option(
          "ome-zarr (one two-channel image.ome.zarr, body also as a label image).")]
 Encoding = Annotated[GenerateEncoding, typer.Option(
     case_sensitive=False, help="packed: 1 bit a pixel; u8: 8-bit images (body 0 on 255, dye 255 "
-                               "on 0).")]
+                               "on 0; gray with --texture); u16: 16-bit gray images (with "
+                               "--texture).")]
+Texture = Annotated[bool, typer.Option(
+    "--texture", help="Gray images that look like microscopy (textured dark body, noise, uneven "
+                      "light, soft edges; bright vessels on autofluorescence), with --encoding u8 "
+                      "or u16; truth.json counts at the default threshold, truth_hist.npz at "
+                      "any.")]
 CancerRate = Annotated[float, typer.Option(min=0.0, max=1.0,
                                            help="Prevalence of cancer for --kind typical.")]
 Speckle = Annotated[float, typer.Option(
@@ -48,7 +54,8 @@ GenerateQuiet = Annotated[bool, typer.Option(
 def generate(
     outdir: OutDir, size: Size = None, height: Height = None, width: Width = None,
     seed: Seed = 0, kind: Kind = GenerateKind.typical, fmt: GenerateFormat = OutputFormat.tiff,
-    encoding: Encoding = GenerateEncoding.packed, compression: Compression = None,
+    encoding: Encoding = GenerateEncoding.packed, texture: Texture = False,
+    compression: Compression = None,
     cancer_rate: CancerRate = 0.001, speckle: Speckle = 2e-4,
     rows_per_strip: RowsPerStrip = None, levels: Levels = 1, as_json: GenerateJson = False,
     force: Force = False, quiet: GenerateQuiet = False,
@@ -62,7 +69,7 @@ def generate(
     if height is None:
         height = width = size or 2048
     if fmt.value in ("zarr", "ome-zarr"):
-        from ..zarr_generate import generate_zarr as run_generate
+        from ..simulate.zarr import generate_zarr as run_generate
         extra = {"levels": levels}
     elif levels != 1:
         raise UsageError("--levels: a pyramid needs --format ome-zarr")
@@ -74,7 +81,7 @@ def generate(
                              fmt=fmt.value, encoding=encoding.value, compression=compression,
                              cancer_rate=cancer_rate, speckle=speckle,
                              rows_per_strip=rows_per_strip, progress=bar.update,
-                             force=force, **extra)
+                             force=force, texture=texture, **extra)
     if as_json:
         echo_json(truth)
     elif not quiet:

@@ -30,7 +30,7 @@ def info(
     memory: Memory = DEFAULT_MEMORY,
 ):
     """Describe an input: shape, bit depth, layout, compression, pixel rules, decode cost."""
-    from ..inspect import describe_file
+    from ..info import describe_file
 
     facts = describe_file(file, dataset=dataset, page=page, allow_external=allow_external,
                           sample=sample)

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+from functools import partial
 from typing import Callable
 
 from ..errors import GpuUnavailableError, UsageError
 from .base import Engine
 
-__all__ = ["Engine", "parse_device", "register_engine", "select_engine"]
-
-#: builds a GPU engine for a list of device ordinals, or raises if none is usable.
-_gpu_factory: Callable[[list[int]], Engine] | None = None
-
-
-def register_engine(factory: Callable[[list[int]], Engine]) -> None:
-    """Install the factory of the GPU engine (done by :mod:`dragon_gpu.engines.gpu`)."""
-    global _gpu_factory
-    _gpu_factory = factory
-
+__all__ = ["Engine", "parse_device", "select_engine"]
 
 def parse_device(text: str) -> str | list[int]:
     """``"auto"``, ``"cpu"``, or a list of GPU ordinals from ``"N"`` / ``"N,M"``."""
@@ -36,15 +27,13 @@ def parse_device(text: str) -> str | list[int]:
 
 
 def _gpu_engine(ids: list[int]) -> Engine:
-    if _gpu_factory is None:
-        try:
-            from . import gpu  # noqa: F401  (registers itself when CuPy is importable)
-        except ImportError as exc:
-            raise GpuUnavailableError(f"the GPU engine is not available ({exc})",
-                                      absent=True) from None
-    if _gpu_factory is None:
-        raise GpuUnavailableError("the GPU engine is not available")
-    return _gpu_factory(ids)
+    """The CUDA engine on GPUs ``ids``, or :class:`GpuUnavailableError` if none is usable."""
+    try:
+        from .gpu import CudaEngine  # imports no CuPy until the engine is built
+    except ImportError as exc:
+        raise GpuUnavailableError(f"the GPU engine is not available ({exc})",
+                                  absent=True) from None
+    return CudaEngine(ids)
 
 
 def select_engine(device: str = "auto", require_gpu: bool = False,
@@ -73,10 +62,6 @@ def select_engine(device: str = "auto", require_gpu: bool = False,
             raise GpuUnavailableError(f"GPU {label} not usable ({exc.problem}) and --require-gpu "
                                       "was given") from None
         if spec != "auto" or not getattr(exc, "absent", False):
-            (warn or _stderr)(f"dragon-gpu: warning: GPU {label} not usable ({exc.problem}); "
-                              "using the CPU")
+            warn = warn or partial(print, file=sys.stderr)
+            warn(f"dragon-gpu: warning: GPU {label} not usable ({exc.problem}); using the CPU")
         return CpuEngine()
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._bits import popcount
 from ..io.base import Encoding, MaskReader
 from ..model import Counts, RowRange
 from ..streaming import prefetch
@@ -69,16 +70,16 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
         r1 = min(rows, r0 + step)
         bs = body[r0:r1] if body_enc.packed else _pack_members(body[r0:r1], body_enc)
         ds = dye[r0:r1] if dye_enc.packed else _pack_members(dye[r0:r1], dye_enc)
-        b += _popcount(bs)
-        d += _popcount(ds)
-        bd += _popcount(np.bitwise_and(bs, ds))
+        b += popcount(bs)
+        d += popcount(ds)
+        bd += popcount(np.bitwise_and(bs, ds))
     if width % 8:
         pad = np.uint8(0xFF >> (width % 8))  # the padding bits of the last byte of a row
         bl, dl = body[:, -1] if body_enc.packed else None, dye[:, -1] if dye_enc.packed else None
         # Packed planes have zero padding; stored packed rows may have anything there.
-        qb = _popcount(np.bitwise_and(bl, pad)) if bl is not None else 0
-        qd = _popcount(np.bitwise_and(dl, pad)) if dl is not None else 0
-        qbd = (_popcount(np.bitwise_and(np.bitwise_and(bl, dl), pad))
+        qb = popcount(np.bitwise_and(bl, pad)) if bl is not None else 0
+        qd = popcount(np.bitwise_and(dl, pad)) if dl is not None else 0
+        qbd = (popcount(np.bitwise_and(np.bitwise_and(bl, dl), pad))
                if bl is not None and dl is not None else 0)
         b, d, bd = b - qb, d - qd, bd - qbd
     n = rows * width
@@ -122,24 +123,13 @@ def _pack_members(values: np.ndarray, enc: Encoding) -> np.ndarray:
     return np.packbits(_plane_members(values, enc, np.empty(values.shape, np.bool_)), axis=1)
 
 
-def _popcount(bits: np.ndarray) -> int:
-    """Set bits of a uint8 array of any shape (whole 64-bit words where the memory allows)."""
-    flat = bits.reshape(-1)
-    words = flat.size // 8
-    total = 0
-    if words and flat.flags.c_contiguous:
-        total += int(np.bitwise_count(flat[:words * 8].view(np.uint64)).sum(dtype=np.int64))
-        flat = flat[words * 8:]
-    if flat.size:
-        total += int(np.bitwise_count(flat).sum(dtype=np.int64))
-    return total
-
-
 class CpuEngine(Engine):
     """Reads the next blocks on a background thread while the current one is counted.
 
     A block is cut into ``threads`` row slices counted concurrently: NumPy releases the GIL in
-    its loops, so the slices run on separate cores (decoding shares those cores).
+    its loops, so the slices run on separate cores (decoding shares those cores). A pair whose
+    inputs share a tile grid is counted tile by tile instead (:mod:`.cpu_tiles`), with no rows
+    assembled.
     """
 
     name = "cpu"
@@ -152,6 +142,11 @@ class CpuEngine(Engine):
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Progress | None = None) -> Counts:
+        from .cpu_tiles import count_tiles, shared_grid
+
+        grid = shared_grid((body, dye))
+        if grid is not None:  # both inputs are tiles of one grid: count tile by tile
+            return count_tiles(body, body_enc, dye, dye_enc, blocks, grid, progress)
         total = Counts()
         # closing(): an error in a block stops the read-ahead thread and frees the ring at once,
         # not whenever the suspended generator is collected.

@@ -111,7 +111,13 @@ def stream_histogram(readers: Sequence[MaskReader], blocks: Sequence[RowRange], 
 
     Blocks are read ahead on a background thread and each is cut into ``threads`` row slices
     histogrammed concurrently (bincount releases the GIL), as the CPU counting engine does.
+    Inputs that share a tile grid are histogrammed tile by tile (:mod:`.cpu_tiles`).
     """
+    from .cpu_tiles import histogram_tiles, shared_grid
+
+    grid = shared_grid(tuple(readers))
+    if grid is not None:
+        return histogram_tiles(tuple(readers), blocks, grid, progress)
     fn = histogram_block if len(readers) == 1 else joint_histogram_block
     bins = bins_of(readers[0].dtype) if len(readers) == 1 else JOINT_BINS
     total = np.zeros(bins, np.int64)

@@ -15,7 +15,7 @@ from .base import Encoding, Kind, MaskReader, PixelRule, Polarity, default_thres
 from .selector import is_url, split_selector
 
 __all__ = ["Encoding", "Kind", "MaskReader", "PixelRule", "Polarity", "default_threshold",
-           "open_mask", "resolve_rule", "register_format", "sniff_format",
+           "open_mask", "resolve_rule", "sniff_format",
            "split_selector", "is_url"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -55,15 +55,11 @@ def _open_zarr(path, *, page=0, dataset=None, allow_external=False, selection=No
     return open_zarr(path, dataset=dataset, selection=selection, strict=strict)
 
 
-#: format name -> opener; a new format registers here and subclasses the reader conformance suite.
+#: format name -> opener ``opener(path, *, page, dataset, allow_external, selection, strict)``;
+#: a new format adds its opener here (and to :func:`sniff_format`) and subclasses the reader
+#: conformance suite.
 _OPENERS: dict[str, Callable[..., MaskReader]] = {"tiff": _open_tiff, "hdf5": _open_hdf5,
                                                    "zarr": _open_zarr}
-
-
-def register_format(name: str, opener: Callable[..., MaskReader]) -> None:
-    """Register a reader factory ``opener(path, *, page, dataset, allow_external, selection,
-    strict)``."""
-    _OPENERS[name] = opener
 
 
 def sniff_format(path: str) -> str:

@@ -1,29 +1,21 @@
-"""Decoding of compressed segments (TIFF strips and tiles), shared by the readers.
+"""Threads and reads shared by the readers and writers.
 
 Readers fetch a segment's raw bytes with ``os.pread`` (thread safe, no shared file position) and
-decode them here with imagecodecs, which releases the GIL: a thread pool decodes the segments of
-one block on every core.
+decode them with the decoders of :mod:`.codecs` (imagecodecs, which releases the GIL): a thread
+pool decodes the segments of one block on every core. :func:`ordered_map` is the one bounded
+window of work in flight: the writers compress segments with it, the generator renders with it,
+and :func:`dragon_gpu.streaming.prefetch` reads blocks ahead with it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
-import imagecodecs
 import numpy as np
-
-#: TIFF compression tag value -> (name, decoder). The decoders accept ``out=``.
-TIFF_DECODERS = {
-    1: ("none", None),
-    5: ("lzw", imagecodecs.lzw_decode),
-    8: ("deflate", imagecodecs.deflate_decode),  # libdeflate reads zlib streams; see RESULTS.md
-    32946: ("deflate", imagecodecs.deflate_decode),
-    32773: ("packbits", imagecodecs.packbits_decode),
-    50000: ("zstd", imagecodecs.zstd_decode),
-    34925: ("lzma", imagecodecs.lzma_decode),
-}
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -66,3 +58,33 @@ def pread_exact(fd: int, offset: int, nbytes: int, out: np.ndarray | None = None
     if got != nbytes:
         raise EOFError(f"segment at byte {offset} needs {nbytes} bytes, the file has {got}")
     return data
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, window: int | None = None, *,
+                background: bool = False, name: str = "dragon-encode") -> Iterator:
+    """``fn(item)`` for each item on ``workers`` threads, yielded in the order of ``items``.
+
+    At most ``window`` items (default ``2 * workers + 2``) are in flight, so memory stays bounded:
+    when item ``i`` is yielded, items up to ``i + window - 1`` have been submitted, and the next
+    one is submitted only when the consumer asks for item ``i + 1``. One worker runs ``fn`` on
+    the consumer's thread unless ``background``. When the consumer stops early (an exception,
+    Ctrl-C), queued items are cancelled and the running ones finish before this returns.
+    """
+    window = window or 2 * workers + 2
+    if workers <= 1 and not background:
+        for item in items:
+            yield fn(item)
+        return
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)

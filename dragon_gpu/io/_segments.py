@@ -61,6 +61,13 @@ class SegmentedReader(MaskReader):
         C-contiguous): a reader that can decode straight into it does, and returns ``dest``.
         """
 
+    def read_tile(self, band: int, col: int) -> np.ndarray:
+        across = self.segs_across
+        if not (0 <= band < -(-self.height // self.seg_rows) and 0 <= col < across):
+            raise ValueError(f"tile ({band}, {col}) outside the grid")
+        return self.decode_segment(Segment(band * across + col, band * self.seg_rows,
+                                           col * self.seg_cols, self.seg_rows, self.seg_cols))
+
     def segments(self, row_start: int, row_stop: int):
         first, last = row_start // self.seg_rows, (row_stop - 1) // self.seg_rows
         for band in range(first, last + 1):

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 
-import imagecodecs
 import numpy as np
 
 from ..errors import CorruptInputError
 from ._decode import pread_exact
+from .codecs import zarr_decoders, zarr_v3_names
 
 #: codec name -> bounded decoder (``out=`` of the chunk's size); None: stored raw.
-DECODERS = {"none": None, "zstd": imagecodecs.zstd_decode, "gzip": imagecodecs.gzip_decode,
-            "zlib": imagecodecs.zlib_decode, "blosc": imagecodecs.blosc_decode}
+DECODERS = zarr_decoders()
+#: zarr-python v3 codec class -> codec name, for the codecs above.
+_V3_NAMES = zarr_v3_names()
 #: ``DRAGON_GPU_ZARR_DECODE=zarr`` forces zarr-python's path (to compare the two).
 ENV = "DRAGON_GPU_ZARR_DECODE"
 
@@ -50,7 +51,7 @@ def plain_codec(meta, dtype: np.dtype) -> str | None:
     if not rest:
         return "none"
     if len(rest) == 1:
-        return {"ZstdCodec": "zstd", "GzipCodec": "gzip", "BloscCodec": "blosc"}.get(rest[0])
+        return _V3_NAMES.get(rest[0])
     return None
 
 

@@ -22,6 +22,26 @@ from ..choices import Polarity  # noqa: F401  (defined there so the CLI loads it
 from ..errors import UsageError
 
 
+def packed_row_bytes(width: int) -> int:
+    """Bytes of one packed row of ``width`` pixels (eight a byte, the last byte padded)."""
+    return (width + 7) // 8
+
+
+class _RowLayout:
+    """``row_items`` and ``row_nbytes`` of rows that are ``packed`` or planes of ``dtype``."""
+
+    packed: bool
+    dtype: np.dtype
+
+    @property
+    def row_items(self) -> int:
+        return packed_row_bytes(self.width) if self.packed else self.width
+
+    @property
+    def row_nbytes(self) -> int:
+        return self.row_items * np.dtype(self.dtype).itemsize
+
+
 class Kind(str, Enum):
     """What a file holds, which decides the default pixel rule."""
 
@@ -48,24 +68,16 @@ class PixelRule:
 
 
 @dataclass(frozen=True)
-class Encoding:
-    """What the engine needs to know about the rows of one input."""
+class Encoding(_RowLayout):
+    """What the engine needs to know about the rows of one input: their layout and the rule."""
 
     packed: bool
     width: int
     dtype: np.dtype
     rule: PixelRule
 
-    @property
-    def row_items(self) -> int:
-        return (self.width + 7) // 8 if self.packed else self.width
 
-    @property
-    def row_nbytes(self) -> int:
-        return self.row_items * np.dtype(self.dtype).itemsize
-
-
-class MaskReader(abc.ABC):
+class MaskReader(_RowLayout, abc.ABC):
     """One 2-D image of a file, read as row blocks without ever loading the whole image.
 
     Subclasses set the attributes below in ``__init__`` after validating the file, and implement
@@ -100,14 +112,6 @@ class MaskReader(abc.ABC):
         return self.shape[1]
 
     @property
-    def row_items(self) -> int:
-        return (self.width + 7) // 8 if self.packed else self.width
-
-    @property
-    def row_nbytes(self) -> int:
-        return self.row_items * np.dtype(self.dtype).itemsize
-
-    @property
     def unit_nbytes(self) -> int:
         """Bytes the reader holds at once to decode one natural unit (strip, tile row, chunk row).
 
@@ -115,6 +119,24 @@ class MaskReader(abc.ABC):
         readers whose units are wider than the image (tiles, chunks) override this.
         """
         return self.row_granularity * self.row_nbytes
+
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """(rows, pixel columns) of a full tile when the image is a grid of tiles narrower than
+        the image that :meth:`read_tile` decodes one at a time, else None (rows only).
+
+        Engines count a pair whose inputs share a grid tile by tile, with no rows assembled.
+        """
+        return None
+
+    def read_tile(self, band: int, col: int) -> np.ndarray:
+        """The decoded tile at grid position (``band``, ``col``), shape ``(rows, items)`` of
+        full tiles: edge tiles include their padding beyond the image, which never counts.
+
+        The result may be a view of a buffer of the calling thread, valid until that thread
+        reads from this reader again. Only readers with a :attr:`tile_grid` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no tiles")
 
     def empty_rows(self, rows: int) -> np.ndarray:
         """An uninitialised buffer that :meth:`read_rows` can fill with ``rows`` rows."""

@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
-from ..errors import one_line as _why
-from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
+from ..errors import (CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError,
+                      one_line)
 from .base import Kind
 from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing, open_object
 from .selector import Selection, describe_axes, plane_index
@@ -58,7 +58,7 @@ def open_tiff_plane(path: str, selection: Selection):
     except InputError:
         raise
     except Exception as exc:
-        raise CorruptInputError(f"not a readable TIFF file ({_why(exc)})", path) from None
+        raise CorruptInputError(f"not a readable TIFF file ({one_line(exc)})", path) from None
     if not isinstance(index, int):
         raise UnsupportedInputError(f"plane {flat} of series {n} is a sub-IFD; expected a page",
                                     path)
@@ -133,7 +133,6 @@ class Hdf5PlaneReader(Hdf5Reader):
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[-2]) if ds.chunks else 1
-        self._compression = ds.compression
         from .hdf5 import _filter_names
 
         self._filters = _filter_names(ds)
@@ -199,7 +198,7 @@ class Hdf5PlaneReader(Hdf5Reader):
             self._ds.read_direct(target, np.s_[sel])
         except Exception as exc:
             raise CorruptInputError(f"rows {row_start}-{row_stop} of {self.dataset_name!r} cannot "
-                                    f"be read ({_why(exc)})", self.path) from None
+                                    f"be read ({one_line(exc)})", self.path) from None
         return out
 
     def describe(self) -> dict:

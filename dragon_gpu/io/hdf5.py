@@ -7,17 +7,17 @@ user did not name.
 
 from __future__ import annotations
 
-import array
 import os
 
 import numpy as np
 
-from ..errors import one_line as _why
-from ..errors import CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError
+from ..errors import (CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError,
+                      one_line)
 from . import _hdf5_chunks
 from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
 from .base import Kind
+from .codecs import hdf5_filter_name
 
 #: Attributes of a packed-bit mask dataset written by dragon-gpu. The dataset is uint8 of shape
 #: (rows, ceil(width / 8)), most significant bit first; ``width`` is the image width in pixels.
@@ -83,7 +83,8 @@ class Hdf5Reader(SegmentedReader):
         try:
             self._file = h5py.File(self.path, "r")
         except Exception as exc:
-            raise CorruptInputError(f"not a readable HDF5 file ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"not a readable HDF5 file ({one_line(exc)})",
+                                    self.path) from None
         try:
             open_path, name = self._resolve(dataset)
             self._open_dataset(open_path, name)
@@ -92,7 +93,8 @@ class Hdf5Reader(SegmentedReader):
             raise
         except Exception as exc:
             self._file.close()
-            raise CorruptInputError(f"damaged HDF5 structure ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"damaged HDF5 structure ({one_line(exc)})",
+                                    self.path) from None
 
     # -- finding the dataset --------------------------------------------------------------------
     def _resolve(self, dataset: str | None) -> tuple[str, str]:
@@ -313,16 +315,13 @@ class Hdf5Reader(SegmentedReader):
         self._external_raw = bool(ds.external)
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[0]) if ds.chunks else 1
-        self._compression = ds.compression
         self._filters = _filter_names(ds)
 
     def _check_storage(self, ds, name: str) -> None:
         """Check where the data lies before any of it is read.
 
-        Every chunk (or the contiguous block) must lie inside the file, be stored (a chunk never
-        written reads as the fill value: the file is incomplete), and a compressed chunk may not
-        store more bytes than its decoded size plus codec overhead (which no writer produces;
-        a decompression bomb does).
+        The contiguous block must lie inside the file and be written; chunks are checked by
+        :func:`._hdf5_chunks.chunk_table`, which also keeps where each lies.
         """
         from h5py import h5d
 
@@ -333,9 +332,8 @@ class Hdf5Reader(SegmentedReader):
             return  # the data lies in the object header, which HDF5 has already read
         size = os.path.getsize(ds.file.filename)
         where = self.path
-        itemsize = ds.dtype.itemsize
         if not ds.chunks:
-            need = int(np.prod(ds.shape)) * itemsize
+            need = int(np.prod(ds.shape)) * ds.dtype.itemsize
             offset = ds.id.get_offset()
             if offset is None:
                 raise CorruptInputError(f"dataset {name!r} was never written (no data is stored)",
@@ -345,84 +343,12 @@ class Hdf5Reader(SegmentedReader):
                     f"is truncated: dataset {name!r} needs bytes up to {offset + need}, the file "
                     f"has {size}", where)
             return
-        chunk_nbytes = int(np.prod(ds.chunks)) * itemsize
-        limit = chunk_nbytes + chunk_nbytes // 64 + 1024
-        nfilters = ds.id.get_create_plist().get_nfilters()
-        all_skipped = (1 << nfilters) - 1
-        rows_c, cols_c = (int(c) for c in ds.chunks)
-        rows, cols = (int(n) for n in ds.shape)
-        expected = -(-rows // rows_c) * -(-cols // cols_c)
-        # One pass over the chunk index (about a microsecond a chunk), checked with NumPy after.
-        fields = [array.array("q") for _ in range(5)]
-        r_add, c_add, at_add, size_add, mask_add = (f.append for f in fields)
-
-        def visit(info) -> None:
-            offset = info.chunk_offset
-            r_add(offset[0])
-            c_add(offset[1])
-            at_add(info.byte_offset)
-            size_add(info.size)
-            mask_add(info.filter_mask)
-
-        try:
-            ds.id.chunk_iter(visit)
-        except AttributeError:  # pragma: no cover - HDF5 older than 1.14
-            stored = ds.id.get_num_chunks()
-            if stored < expected:
-                raise CorruptInputError(f"dataset {name!r} is incomplete: {expected - stored} of "
-                                        f"its {expected} chunks were never written", where)
-            return
-        r0, c0, at, nbytes, mask = (np.frombuffer(f, dtype=np.int64) for f in fields)
-        raw = (mask & all_skipped) == all_skipped if nfilters else np.ones(len(r0), bool)
-        # A damaged index may list a chunk outside the image, misaligned or twice: some chunk of
-        # the image is then missing, and HDF5 would hand back memory it never wrote for it.
-        stray = (r0 % rows_c != 0) | (c0 % cols_c != 0) | (r0 < 0) | (r0 >= rows) | (c0 < 0) | (
-            c0 >= cols)
-        if not stray.any():
-            linear = (r0 // rows_c) * -(-cols // cols_c) + c0 // cols_c
-            order = np.sort(linear)
-            repeated = order[1:] == order[:-1]
-            if repeated.any():
-                twice = int(order[1:][repeated][0])
-                stray = linear == twice
-        checks = [
-            (stray, "the chunk index of {name!r} lists a chunk at {at}, which is not a chunk of "
-                    "the image"),
-            (at + nbytes > size, "is truncated: the chunk at {at} of {name!r} ends at byte {end}, "
-                                 "the file has {size}"),
-            # HDF5 would fill the difference from memory it never wrote.
-            (raw & (nbytes != chunk_nbytes), "the unfiltered chunk at {at} of {name!r} stores "
-                                             "{n} bytes; its {chunk} pixel bytes need exactly "
-                                             "that many"),
-            (nbytes == 0, "the chunk at {at} of {name!r} stores no bytes"),
-            (nbytes > limit, "the chunk at {at} of {name!r} stores {n} bytes for {chunk} decoded "
-                             "bytes: damaged, or a decompression bomb"),
-        ]
-        for bad, text in checks:
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise CorruptInputError(text.format(
-                    name=name, at=(int(r0[i]), int(c0[i])), end=int(at[i] + nbytes[i]), size=size,
-                    n=int(nbytes[i]), chunk=chunk_nbytes), where)
-        if len(r0) < expected:
-            raise CorruptInputError(
-                f"dataset {name!r} is incomplete: {expected - len(r0)} of its {expected} chunks "
-                "were never written", where)
-        # Every chunk is stored exactly once (checked above): keep where each lies, by its index
-        # in row-major chunk order, so decoding asks HDF5 nothing more.
-        linear = (r0 // rows_c) * -(-cols // cols_c) + c0 // cols_c
-        table = np.empty((expected, 3), dtype=np.int64)
-        table[linear] = np.stack([at, nbytes, mask], axis=1)
-        self._chunk_table = table
+        self._chunk_table = _hdf5_chunks.chunk_table(ds, name, where, size)
 
     @property
     def unit_nbytes(self) -> int:
         """Decoded bytes of one row of chunks: HDF5 decodes whole chunks."""
         return self._unit_nbytes
-
-    @property
-    def chunks(self):
-        return self._chunks
 
     def describe(self) -> dict:
         layout = (f"chunks of {self._chunks[0]} x {self._chunks[1]}" if self._chunks
@@ -436,6 +362,14 @@ class Hdf5Reader(SegmentedReader):
             "compression": "+".join(self._filters) if self._filters else "none",
             "stored_bytes": int(self._ds.id.get_storage_size()),
         }
+
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """Chunks in pixels when they are decoded here and narrower than the image, else None
+        (full-width chunks are rows already; h5py's own path reads rows)."""
+        if not self._parallel or self.seg_cols >= self.row_items:
+            return None
+        return self.seg_rows, self.seg_cols * 8 if self.packed else self.seg_cols
 
     def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         nbytes = seg.rows * seg.cols * self._itemsize
@@ -458,7 +392,7 @@ class Hdf5Reader(SegmentedReader):
         except Exception as exc:
             raise CorruptInputError(
                 f"chunk at row {seg.row0}, column {seg.col0} of {self.dataset_name!r} cannot be "
-                f"decoded ({_why(exc)})", self.path) from None
+                f"decoded ({one_line(exc)})", self.path) from None
         return self._native(data, seg, nbytes)
 
     def _native(self, data: np.ndarray, seg: Segment, nbytes: int) -> np.ndarray:
@@ -483,7 +417,7 @@ class Hdf5Reader(SegmentedReader):
             self._ds.read_direct(target, np.s_[row_start:row_stop, :])
         except Exception as exc:
             raise CorruptInputError(f"rows {row_start}-{row_stop} of {self.dataset_name!r} cannot "
-                                    f"be read ({_why(exc)})", self.path) from None
+                                    f"be read ({one_line(exc)})", self.path) from None
         return out
 
     def close(self):
@@ -502,10 +436,8 @@ def _filter_names(ds) -> list[str]:
         plist = ds.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code, _flags, _values, name = plist.get_filter(i)
-            known = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 32000: "lzf",
-                     32001: "blosc", 32004: "lz4", 32008: "bitshuffle", 32015: "zstd"}
-            names.append(known.get(code, name.decode(errors="replace") if isinstance(name, bytes)
-                                   else str(name)))
+            names.append(hdf5_filter_name(code) or (name.decode(errors="replace")
+                                                    if isinstance(name, bytes) else str(name)))
     except Exception:  # pragma: no cover - exotic plists
         pass
     return names

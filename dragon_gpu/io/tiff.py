@@ -18,23 +18,19 @@ import warnings
 import numpy as np
 import tifffile
 
-from ..errors import one_line as _why
-from ..errors import CorruptInputError, InputError, UnsupportedInputError
-from ._decode import TIFF_DECODERS, pread_exact
+from ..errors import CorruptInputError, InputError, UnsupportedInputError, one_line
+from ._decode import pread_exact
 from ._segments import Segment, SegmentedReader
-from .base import Kind
+from .base import Kind, packed_row_bytes
+from .codecs import CODECS, tiff_codec
 
 _REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 #: A longer IFD chain is refused: walking it would take long, and no instrument writes one.
 MAX_PAGES = 1 << 20
 
-#: Upper bounds of decoded bytes per stored byte, by TIFF compression code. A segment whose
-#: stored bytes cannot expand to the pixels it must hold is damage (or a lie about the image
-#: size), found before anything is allocated. Codecs without a known bound are left out.
-#: deflate: a 258-byte match in 2 bits; LZW: at most 4096 bytes a 9-bit code; PackBits: 128
-#: bytes from 2; zstd: a 128 KiB block from a 4-byte RLE block (doubled for margin).
-MAX_EXPANSION = {1: 1, 8: 1032, 32946: 1032, 5: 4096, 32773: 64, 50000: 65536}
+#: The codecs read, in words, for the refusal of any other.
+_SUPPORTED = ", ".join(c.label for c in CODECS if c.tiff_tags)
 
 
 #: Decoded bytes an image may declare (2**62: sizes and offsets stay within int64).
@@ -71,7 +67,8 @@ class TiffReader(SegmentedReader):
         except Exception as exc:  # tifffile raises many types for malformed files
             if tif is not None:  # opened, but it logged damage on the way
                 tif.close()
-            raise CorruptInputError(f"not a readable TIFF file ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"not a readable TIFF file ({one_line(exc)})",
+                                    self.path) from None
         self._tif = tif
         try:
             self._open_page(page)
@@ -90,7 +87,8 @@ class TiffReader(SegmentedReader):
         except InputError:
             raise
         except Exception as exc:
-            raise CorruptInputError(f"damaged TIFF structure ({_why(exc)})", self.path) from None
+            raise CorruptInputError(f"damaged TIFF structure ({one_line(exc)})",
+                                    self.path) from None
 
     def _read_tags(self, p: "tifffile.TiffPage") -> None:
         where = self.path
@@ -114,10 +112,11 @@ class TiffReader(SegmentedReader):
                 f"has photometric {_enum_name(tifffile.PHOTOMETRIC, photometric)}; expected "
                 "MINISWHITE or MINISBLACK", where)
         code = int(p.compression)
-        if code not in TIFF_DECODERS:
+        codec = tiff_codec(code)
+        if codec is None:
             raise UnsupportedInputError(
-                f"uses {_enum_name(tifffile.COMPRESSION, code)} compression; supported: none, "
-                "deflate, LZW, PackBits, zstd, LZMA", where)
+                f"uses {_enum_name(tifffile.COMPRESSION, code)} compression; supported: "
+                f"{_SUPPORTED}", where)
         predictor = int(p.predictor)
         if predictor not in (1, 2) or (predictor == 2 and bits == 1):
             raise UnsupportedInputError(f"uses unsupported predictor {predictor}", where)
@@ -139,8 +138,7 @@ class TiffReader(SegmentedReader):
         self.inverted = bits > 1 and photometric == 0
         self.page_index = p.index
         self._photometric = photometric
-        self._compression = code
-        self._decoder = TIFF_DECODERS[code][1]
+        self._codec = codec
         self._predictor = predictor
         self._fillorder = int(p.fillorder)
         self._file_dtype = np.dtype(self._tif.byteorder + ("u2" if bits == 16 else "u1"))
@@ -153,11 +151,18 @@ class TiffReader(SegmentedReader):
         else:
             self._seg_rows, self._seg_cols = min(int(p.rowsperstrip) or height, height), width
         self.seg_rows = self._seg_rows
-        self.seg_cols = -(-self._seg_cols // 8) if self.packed else self._seg_cols
+        self.seg_cols = packed_row_bytes(self._seg_cols) if self.packed else self._seg_cols
         self._segs_across = -(-width // self._seg_cols)
         self._segs_down = -(-height // self._seg_rows)
         self._offsets = np.asarray(p.dataoffsets, dtype=np.int64)
         self._counts = np.asarray(p.databytecounts, dtype=np.int64)
+        self._check_segment_table(where)
+        self._check_declared_size()
+        self.row_granularity = self._seg_rows
+        self._bigtiff = self._tif.is_bigtiff
+
+    def _check_segment_table(self, where: str) -> None:
+        """Every strip or tile the layout needs is listed, and lies inside the file."""
         need = self._segs_across * self._segs_down
         if len(self._offsets) != need or len(self._counts) != need:
             raise CorruptInputError(f"lists {len(self._offsets)} data segments where its layout needs "
@@ -177,19 +182,16 @@ class TiffReader(SegmentedReader):
             raise CorruptInputError(
                 f"is truncated: {self._unit_name} {bad} ends at byte {int(ends[bad])}, the file "
                 f"has {size} bytes", where)
-        self._check_declared_size(code)
-        self.row_granularity = self._seg_rows
-        self._bigtiff = self._tif.is_bigtiff
 
     @property
     def _unit_name(self) -> str:
         return "tile" if self._tiled else "strip"
 
     def _segment_row_bytes(self) -> int:
-        per_row = -(-self._seg_cols // 8) if self.packed else self._seg_cols
+        per_row = packed_row_bytes(self._seg_cols) if self.packed else self._seg_cols
         return per_row * self._file_dtype.itemsize
 
-    def _check_declared_size(self, code: int) -> None:
+    def _check_declared_size(self) -> None:
         """Refuse segments whose stored bytes cannot hold their pixels under any valid stream.
 
         A header may declare a gigapixel image over a few bytes of data; this finds it from the
@@ -197,12 +199,15 @@ class TiffReader(SegmentedReader):
         """
         if not len(self._counts):
             return
-        ratio = MAX_EXPANSION.get(code)
+        # Stored bytes that cannot expand to the pixels they must hold are damage (or a lie
+        # about the image size): the codec table bounds each codec's expansion.
+        raw_data = self._codec.decode is None
+        ratio = self._codec.max_expansion
         seg_bytes = self._seg_rows * self._segment_row_bytes()
         need = np.full(len(self._counts), seg_bytes, dtype=np.int64)
         if not self._tiled:  # the last strip holds only the rows that are left
             need[-1] = (self.height - (len(need) - 1) * self._seg_rows) * self._segment_row_bytes()
-        if code != 1:
+        if not raw_data:
             # No encoder writes more than twice the data (LZW at worst 12 bits a byte); the raw
             # bytes of a segment are read whole, so a bloated count would be a big allocation.
             bloated = self._counts > 2 * need + 4096
@@ -216,9 +221,8 @@ class TiffReader(SegmentedReader):
         short = self._counts * ratio < need
         if short.any():
             bad = int(np.argmax(short))
-            codec = TIFF_DECODERS[code][0]
-            how = ("" if code == 1 else
-                   f", and {codec} data expands at most {ratio} times")
+            how = ("" if raw_data else
+                   f", and {self._codec.name} data expands at most {ratio} times")
             raise CorruptInputError(
                 f"is damaged or truncated: it declares {self.height} x {self.width} pixels, but "
                 f"{self._unit_name} {bad} stores {int(self._counts[bad])} bytes where its pixels "
@@ -243,12 +247,17 @@ class TiffReader(SegmentedReader):
             "fillorder": "LSB2MSB" if self._fillorder == 2 else "MSB2LSB",
             "layout": layout,
             "segments": int(len(self._offsets)),
-            "compression": TIFF_DECODERS[self._compression][0],
+            "compression": self._codec.name,
             "predictor": "horizontal" if self._predictor == 2 else "none",
             "stored_bytes": int(self._counts.sum()),
         }
 
     # -- reading ----------------------------------------------------------------------------
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """Tiles in pixels (a 1-bit tile is a multiple of 8 pixels wide); strips: None."""
+        return (self._seg_rows, self._seg_cols) if self._tiled else None
+
     def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         # A strip at the bottom edge holds only the rows left; tiles are always full size.
         rows = seg.rows if self._tiled else min(seg.rows, self.height - seg.row0)
@@ -259,7 +268,7 @@ class TiffReader(SegmentedReader):
         target = dest.reshape(-1).view(np.uint8) if direct else None
         count = int(self._counts[seg.index])
         try:
-            if self._decoder is None:
+            if self._codec.decode is None:
                 if count < need:
                     raise EOFError(f"uncompressed segment holds {count} bytes, not {need}")
                 buf = pread_exact(self._fd, int(self._offsets[seg.index]), need,
@@ -273,10 +282,10 @@ class TiffReader(SegmentedReader):
                     # FillOrder applies to the stored bytes (as libtiff and tifffile read it),
                     # so they are reversed before decompression, at every bit depth.
                     np.take(_REVERSE_BITS, raw, out=raw)
-                buf = _as_bytes_array(self._decoder(raw, out=target if direct
-                                                    else self.scratch(need)))
+                buf = _as_bytes_array(self._codec.decode(raw, out=target if direct
+                                                        else self.scratch(need)))
         except Exception as exc:
-            raise CorruptInputError(f"segment {seg.index} cannot be decoded ({_why(exc)})",
+            raise CorruptInputError(f"segment {seg.index} cannot be decoded ({one_line(exc)})",
                                     self.path) from None
         if buf.nbytes < need:
             raise CorruptInputError(

@@ -29,6 +29,7 @@ from ._decode import decode_workers
 from ._segments import SegmentedReader
 from ._zarr_store import ChunkCheck, GuardStats, guarded_store, open_store, safe_node_path
 from .base import Kind
+from .codecs import zarr_v3_names
 from .selector import Selection, describe_axes, plane_index
 
 #: Arrays listed in one error message.
@@ -392,9 +393,9 @@ def _v3_name(codec) -> str:
     if isinstance(codec, ShardingCodec):
         inner = "+".join(_v3_name(c) for c in codec.codecs)
         return f"sharding({inner})"
-    return {"BytesCodec": "bytes", "ZstdCodec": "zstd", "GzipCodec": "gzip",
-            "BloscCodec": "blosc", "TransposeCodec": "transpose",
-            "Crc32cCodec": "crc32c"}.get(name, getattr(codec, "codec_name", name))
+    known = {"BytesCodec": "bytes", "TransposeCodec": "transpose", "Crc32cCodec": "crc32c",
+             **zarr_v3_names()}
+    return known.get(name, getattr(codec, "codec_name", name))
 
 
 def _outer_codec(meta) -> tuple[str | None, int]:

@@ -20,8 +20,10 @@ import shutil
 import numpy as np
 
 from ..errors import UsageError
+from .codecs import ZARR_WRITABLE
 
-COMPRESSIONS = ("zstd", "gzip", "blosc", "none")
+#: Zarr compression names (the codec table's Zarr rows).
+COMPRESSIONS = tuple(ZARR_WRITABLE)
 NGFF_VERSION = "0.5"
 
 
@@ -31,9 +33,14 @@ def _compressors(compression: str):
     if compression not in COMPRESSIONS:
         raise UsageError(f"choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
                          f"{compression!r}", param="compression")
-    return {"zstd": ZstdCodec(level=3), "gzip": GzipCodec(level=5),
-            "blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
-            "none": None}[compression]
+    level = ZARR_WRITABLE[compression].level
+    if compression == "zstd":
+        return ZstdCodec(level=level)
+    if compression == "gzip":
+        return GzipCodec(level=level)
+    if compression == "blosc":
+        return BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle")
+    return None
 
 
 def _tmp_folder(path: str) -> str:

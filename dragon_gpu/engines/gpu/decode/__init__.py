@@ -16,12 +16,17 @@ from __future__ import annotations
 
 from ....choices import DECODE_MODES, GPU_DECODERS
 from ....errors import UsageError
+from ....io.codecs import by_name
 from ._plan import InputPlan, plan_input
 
 #: the kernel sources of the decode path (``engines/gpu/kernels``).
 DECODE_KERNEL_FILES = ("adler32.cu", "decode_filters.cu")
+#: (file, kernel) for every kernel the decode path launches (``tools/check_nvrtc.py`` compiles
+#: them all).
+DECODE_KERNELS = (("decode_filters.cu", "reverse_bits"), ("decode_filters.cu", "undo_predictor"),
+                  ("decode_filters.cu", "assemble_rows"), ("adler32.cu", "adler32_segments"))
 
-__all__ = ["DECODE_KERNEL_FILES", "InputPlan", "plan_input", "prepare"]
+__all__ = ["DECODE_KERNEL_FILES", "DECODE_KERNELS", "InputPlan", "plan_input", "prepare"]
 
 
 def prepare(engine, readers, paths, decode: str = "auto", gpu_decoder: str = "nvcomp",
@@ -58,8 +63,9 @@ def prepare(engine, readers, paths, decode: str = "auto", gpu_decoder: str = "nv
             raise UsageError(f"--decode gpu: {why}", str(path))
         name = "cpu"
         if plan is not None:
-            name = gpu_decoder if plan.codec == "lz4" else "nvcomp"
-            if gpu_decoder == "dali" and plan.codec != "lz4" and decode == "gpu":
+            dali = by_name(plan.codec).dali is not None  # DALI inflates LZ4 only
+            name = gpu_decoder if dali else "nvcomp"
+            if gpu_decoder == "dali" and not dali and decode == "gpu":
                 raise UsageError(f"--gpu-decoder dali inflates LZ4 only; this file is "
                                  f"{plan.codec} (use --gpu-decoder nvcomp)", str(path))
             missing = _missing(name)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from ....errors import GpuUnavailableError
+from ....io.codecs import CODECS
 
-#: our codec name -> nvCOMP algorithm name.
-ALGORITHMS = {"deflate": "Deflate", "zstd": "Zstd", "lz4": "LZ4"}
+#: our codec name -> nvCOMP algorithm name (the codec table's GPU column).
+ALGORITHMS = {c.name: c.nvcomp for c in CODECS if c.nvcomp is not None}
 
 
 def load_nvcomp():

@@ -17,14 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ....errors import CorruptInputError
+from ....io.codecs import HDF5_SHUFFLE, hdf5_codec
 
 #: Every compressed and decoded entry starts at a multiple of this (nvCOMP's decode alignment
 #: is at most 16 bytes for every codec used here).
 ALIGN = 16
-#: TIFF compression codes and HDF5 filter ids the GPU inflates.
-TIFF_CODECS = {8: "deflate", 32946: "deflate", 50000: "zstd"}
-HDF5_CODECS = {1: "deflate", 32015: "zstd", 32004: "lz4"}
-HDF5_SHUFFLE = 2
 
 _REVERSE_BITS = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
@@ -295,14 +292,12 @@ def plan_input(reader) -> tuple[InputPlan | None, str]:
 
 
 def _plan_tiff(r) -> tuple[InputPlan | None, str]:
-    from ....io._decode import TIFF_DECODERS
-
-    codec = TIFF_CODECS.get(r._compression)
-    if codec is None:
-        return None, f"{TIFF_DECODERS[r._compression][0]} is decoded on the CPU"
+    codec = r._codec  # the codec table says which codecs a GPU decoder inflates
+    if not codec.gpu:
+        return None, f"{codec.name} is decoded on the CPU"
     itemsize = r._file_dtype.itemsize
     return InputPlan(
-        path=r.path, fd=r._fd, codec=codec, offsets=r._offsets, counts=r._counts,
+        path=r.path, fd=r._fd, codec=codec.name, offsets=r._offsets, counts=r._counts,
         height=r.height, row_bytes=r.row_nbytes, seg_rows=r.seg_rows,
         seg_row_bytes=r.seg_cols * itemsize, across=r.segs_across, full_segments=r._tiled,
         itemsize=itemsize, predictor=r._predictor == 2,
@@ -316,7 +311,8 @@ def _plan_hdf5(r) -> tuple[InputPlan | None, str]:
     filters = list(r._filters_ids)
     shuffle = HDF5_SHUFFLE in filters
     rest = [f for f in filters if f != HDF5_SHUFFLE]
-    if len(rest) != 1 or rest[0] not in HDF5_CODECS:
+    codec = hdf5_codec(rest[0]) if len(rest) == 1 else None
+    if codec is None or not codec.gpu:
         names = "+".join(r._filters) or "no compression"
         return None, f"{names} is decoded on the CPU"
     if shuffle and filters.index(HDF5_SHUFFLE) > filters.index(rest[0]):
@@ -327,7 +323,7 @@ def _plan_hdf5(r) -> tuple[InputPlan | None, str]:
     itemsize = r._itemsize
     storage = np.dtype(r._storage_dtype)
     return InputPlan(
-        path=r.path, fd=r._fd, codec=HDF5_CODECS[rest[0]], offsets=table[:, 0].copy(),
+        path=r.path, fd=r._fd, codec=codec.name, offsets=table[:, 0].copy(),
         counts=table[:, 1].copy(), height=r.height, row_bytes=r.row_nbytes,
         seg_rows=r.seg_rows, seg_row_bytes=r.seg_cols * itemsize, across=r.segs_across,
         full_segments=True, itemsize=itemsize,

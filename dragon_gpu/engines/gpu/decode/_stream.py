@@ -29,6 +29,7 @@ from .._engine import (CudaEngine, KernelLauncher, _Cancelled, _DeviceStream, _q
                        pinned_rows)
 from .._kernels import get_function
 from .._plan import THREADS, device_nbytes, grid_size, sub_blocks
+from . import DECODE_KERNELS
 from ._plan import BlockBatch, Entries, InputPlan, frame
 
 #: Share of ``--memory`` the pinned rings of both inputs may hold (the plain engine's rings of
@@ -258,9 +259,7 @@ class _GpuInput:
 
             self.decoder = BatchDecoder(plan.codec, device, stream.ptr)
         self.decoder_stream = stream
-        self._k = {name: get_function(device, file, name) for file, name in (
-            ("decode_filters.cu", "reverse_bits"), ("decode_filters.cu", "undo_predictor"),
-            ("decode_filters.cu", "assemble_rows"), ("adler32.cu", "adler32_segments"))}
+        self._k = {name: get_function(device, file, name) for file, name in DECODE_KERNELS}
 
     # -- host side ----------------------------------------------------------------------------
     def alloc(self, rows: int):

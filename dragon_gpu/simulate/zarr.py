@@ -4,7 +4,8 @@ The pair is rendered by :func:`dragon_gpu.simulate.generate` (the same scene, se
 the TIFF pair) into a temporary folder, then streamed into Zarr row block by row block:
 
 * ``zarr``: ``body.zarr`` and ``dye.zarr``, Zarr v3 arrays (bool masks for ``packed``: a set
-  value is the member; uint8 images for ``u8``: body 0 on 255, dye 255 on 0);
+  value is the member; uint8 images for ``u8``: body 0 on 255, dye 255 on 0; gray uint8 or
+  uint16 images with ``texture``, whose ``truth_hist.npz`` is copied beside truth.json);
 * ``ome-zarr``: ``image.ome.zarr``, one OME-Zarr 0.5 image of two channels (``c=0`` body,
   ``c=1`` dye) with the body also as the label image ``labels/body`` (1 = body). ``truth.json``
   names the inputs ``image.ome.zarr#c=0`` and ``image.ome.zarr#c=1``.
@@ -17,13 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
+from .histogram import HISTOGRAM_NAME
 
 ZARR_FORMATS = ("zarr", "ome-zarr")
 
@@ -38,11 +41,11 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     dict
         The content of ``truth.json``.
     """
-    from .simulate import generate
+    from .generator import generate
 
     if fmt not in ZARR_FORMATS:
         raise UsageError(f"{fmt!r} is not a Zarr format", param="fmt")
-    from .io.zarr_writer import COMPRESSIONS
+    from ..io.zarr_writer import COMPRESSIONS
 
     compression = compression or "zstd"
     if compression not in COMPRESSIONS:
@@ -54,9 +57,11 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     except OSError as exc:
         raise UsageError(f"cannot create the output folder ({exc.strerror})", str(outdir)) from None
     names = ("body.zarr", "dye.zarr") if fmt == "zarr" else ("image.ome.zarr",)
-    existing = [n for n in names + ("truth.json",) if os.path.lexists(outdir / n)]
+    texture = bool(kwargs.get("texture"))
+    extra = (HISTOGRAM_NAME,) if texture else ()
+    existing = [n for n in names + extra + ("truth.json",) if os.path.lexists(outdir / n)]
     if existing and not force:
-        from .errors import OutputError
+        from ..errors import OutputError
 
         raise OutputError(f"already holds {', '.join(existing)}; add {{option:force}} to replace "
                           "the pair", str(outdir))
@@ -79,8 +84,11 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
         truth["body_path"], truth["dye_path"] = names
         truth["parameters"].update({"format": fmt, "compression": compression,
                                     "rows_per_strip": chunk, "levels": levels})
-        from .io.writers import AtomicOutput
+        from ..io.writers import AtomicOutput
 
+        if texture:
+            with AtomicOutput(outdir / HISTOGRAM_NAME) as out:
+                shutil.copyfile(os.path.join(tmp, HISTOGRAM_NAME), out.tmp)
         with AtomicOutput(outdir / "truth.json") as out, open(out.tmp, "w") as fh:
             json.dump(truth, fh, indent=2)
             fh.write("\n")
@@ -88,7 +96,7 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
 
 
 def _rules(body: str, dye: str) -> dict:
-    from .io import open_mask, resolve_rule
+    from ..io import open_mask, resolve_rule
 
     with open_mask(body) as b, open_mask(dye) as d:
         return {"body_rule": resolve_rule(b, "body").text, "dye_rule": resolve_rule(d, "dye").text}
@@ -97,11 +105,11 @@ def _rules(body: str, dye: str) -> dict:
 def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compression, chunk,
                   levels=1) -> None:
     """Stream both generated TIFFs into Zarr: two arrays, or one two-channel OME-Zarr image."""
-    from .convert import _Mapping
-    from .io import open_mask
-    from .io.zarr_writer import ZarrImageWriter
-    from .model import RowRange
-    from .streaming import prefetch
+    from ..convert import _Mapping
+    from ..io import open_mask
+    from ..io.zarr_writer import ZarrImageWriter
+    from ..model import RowRange
+    from ..streaming import prefetch
 
     with ExitStack() as stack:
         body = stack.enter_context(open_mask(body_src))
@@ -111,7 +119,8 @@ def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compres
         maps = [_Mapping(r, "hdf5", encoding, pol, None, str(r.path))
                 for r, pol in ((body, "dark"), (dye, "bright"))]
         packed = encoding == "packed"
-        dtype = np.bool_ if packed else np.uint8
+        dtype = np.bool_ if packed else (np.uint16 if encoding == "u16" else np.uint8)
+        half = 32768 if encoding == "u16" else 128   # the label: the default body rule
         kw = dict(chunk_rows=chunk, chunk_cols=chunk, compression=compression)
         if image is not None:
             writers = [stack.enter_context(ZarrImageWriter(
@@ -130,7 +139,7 @@ def _convert_pair(body_src, dye_src, image, body_dst, dye_dst, encoding, compres
                     planes.append(np.unpackbits(out, axis=1, count=width).view(np.bool_)
                                   if packed else out)
                 if image is not None:
-                    member = planes[0] if packed else planes[0] < 128
+                    member = planes[0] if packed else planes[0] < half
                     writers[0].write(rows.row_start, planes,
                                      labels={"body": member.astype(np.uint8)})
                 else:

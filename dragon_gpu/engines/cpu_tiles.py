@@ -1,0 +1,191 @@
+"""Counting and histograms of tiled inputs tile by tile, with no rows assembled.
+
+When every input of a pass exposes the same grid of tiles (:attr:`MaskReader.tile_grid`: TIFF
+tiles, HDF5 chunks narrower than the image), one task on the decode pool decodes the tiles at one
+grid position of every input and counts (or histograms) them at once, while they are in the
+cache. Rows are never assembled: the row path's copy of every tile into a block, and the second
+pass over that block to count it, are gone. Any other pair (different grids, strips, a reader
+without tiles such as Zarr or the preview's) takes the row path.
+
+The result is exactly the row path's: a tile is cropped to the rows of its block and to the
+image before it is counted, so padding beyond the image never counts, and every pixel of every
+block is counted once. Memory: each decode thread holds one decoded (and one raw) tile per input
+in its own reused buffers; queued tasks hold nothing, so the bound is that of the row path less
+its ring of blocks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import wait
+from dataclasses import replace
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..io.base import Encoding, MaskReader
+from ..model import Counts, RowRange
+
+#: tasks queued per decode thread: enough that no thread waits between blocks.
+QUEUE_PER_THREAD = 4
+#: pixels counted at once within a tile: the boolean temporaries of a slice stay in L2.
+SLICE_PIXELS = 1 << 18
+
+
+def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
+    """The tile grid (rows, pixel columns) all ``readers`` share, or None (use rows)."""
+    grids = {getattr(r, "tile_grid", None) for r in readers}
+    if len(grids) != 1:
+        return None
+    grid = grids.pop()
+    if grid is None or any(r.shape != readers[0].shape for r in readers):
+        return None
+    return grid
+
+
+def _items(reader: MaskReader, width: int) -> slice:
+    """Row items of a tile's first ``width`` pixels. A packed tile is a multiple of 8 pixels
+    wide, so its bits stay aligned; padding bits of a last byte are left to the counting."""
+    return slice(0, -(-width // 8) if reader.packed else width)
+
+
+def map_tiles(readers: Sequence[MaskReader], blocks: Sequence[RowRange], grid: tuple[int, int],
+              fn: Callable, progress: Callable[[int], None] | None = None) -> Iterator:
+    """Yield ``fn(tiles, width)`` for every tile position of every block, in order.
+
+    ``tiles`` holds each reader's tile cropped to the block's rows and to the image (row items
+    of the first ``width`` pixels); ``fn`` runs on the decode pool and must not keep the arrays
+    (they are the thread's buffers). ``progress(rows)`` is called once a block is done.
+    """
+    from ..io._decode import decode_pool, decode_workers
+
+    tile_rows, tile_cols = grid
+    height, width = readers[0].shape
+    across = -(-width // tile_cols)
+    same = len(readers) == 2 and readers[0] is readers[1]
+
+    def task(band: int, col: int, lo: int, hi: int):
+        c0 = col * tile_cols
+        w = min(tile_cols, width - c0)
+        r0 = band * tile_rows
+        tiles = []
+        for r in (readers[:1] if same else readers):
+            t = r.read_tile(band, col)
+            tiles.append(t[lo - r0:hi - r0, _items(r, w)])
+        if same:  # one reader's buffer serves both roles
+            tiles.append(tiles[0])
+        return fn(tiles, w)
+
+    def bands(block: RowRange):
+        start, stop = block.row_start, min(block.row_stop, height)
+        for band in range(start // tile_rows, -(-stop // tile_rows)):
+            yield band, max(start, band * tile_rows), min(stop, (band + 1) * tile_rows)
+
+    def jobs():
+        for i, block in enumerate(blocks):
+            for band, lo, hi in bands(block):
+                for col in range(across):
+                    yield i, (band, col, lo, hi)
+
+    # Tasks of each block still to be consumed: the block is done when its count reaches 0.
+    left = [sum(1 for _ in bands(b)) * across for b in blocks]
+    pool = decode_pool()
+    window = QUEUE_PER_THREAD * decode_workers()
+    pending: deque = deque()
+    todo = jobs()
+    try:
+        for i, args in todo:
+            pending.append((i, pool.submit(task, *args)))
+            if len(pending) < window:
+                continue
+            yield from _consume(pending, left, blocks, progress)
+        while pending:
+            yield from _consume(pending, left, blocks, progress)
+    finally:
+        futures = [f for _, f in pending]
+        for f in futures:
+            f.cancel()
+        wait(futures)  # tasks under way finish before the readers may be closed
+
+
+def _consume(pending: deque, left: list[int], blocks, progress) -> Iterator:
+    """Wait for the oldest task, yield its result, and report its block once all of it is done."""
+    i, future = pending[0]
+    result = future.result()
+    pending.popleft()
+    left[i] -= 1
+    yield result
+    if left[i] == 0 and progress is not None:
+        progress(blocks[i].rows)
+
+
+_local = threading.local()
+
+
+def _bools(shape: tuple[int, int], slot: int) -> np.ndarray:
+    """A boolean buffer of ``shape`` owned by this thread and reused from tile to tile."""
+    key = f"b{slot}"
+    buf = getattr(_local, key, None)
+    n = shape[0] * shape[1]
+    if buf is None or buf.size < n:
+        buf = np.empty(n, np.bool_)
+        setattr(_local, key, buf)
+    return buf[:n].reshape(shape)
+
+
+def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
+                blocks: Sequence[RowRange], grid: tuple[int, int],
+                progress: Callable[[int], None] | None = None) -> Counts:
+    """Counts of ``blocks`` of a pair that shares ``grid``, tile by tile; equal to the sum of
+    :func:`dragon_gpu.engines.cpu.count_block` over the blocks."""
+    from .cpu import count_block
+
+    encs: dict[int, tuple[Encoding, Encoding]] = {}
+
+    def count(tiles, w: int) -> Counts:
+        b, d = tiles
+        if not (body_enc.packed or dye_enc.packed):
+            # Slices of a large tile keep the two boolean temporaries in the core's cache.
+            step = max(1, SLICE_PIXELS // w)
+            nb = nd = both = 0
+            for r0 in range(0, b.shape[0], step):
+                bs, ds = b[r0:r0 + step], d[r0:r0 + step]
+                bm = body_enc.rule.members(bs, out=_bools(bs.shape, 0))
+                dm = dye_enc.rule.members(ds, out=_bools(ds.shape, 1))
+                nb += int(np.count_nonzero(bm))
+                nd += int(np.count_nonzero(dm))
+                both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
+            return Counts(body=nb, dye_in_body=both, dye=nd)
+        pair = encs.get(w)
+        if pair is None:
+            pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
+        return count_block(b, pair[0], d, pair[1])
+
+    total = Counts()
+    for c in map_tiles((body, dye), blocks, grid, count, progress):
+        total = total + c
+    return total
+
+
+def histogram_tiles(readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+                    grid: tuple[int, int], progress: Callable[[int], None] | None = None
+                    ) -> np.ndarray:
+    """The histogram of one plane reader, or the joint histogram of two uint8 ones, tile by
+    tile; equal to :func:`dragon_gpu.engines.cpu_hist.stream_histogram`'s."""
+    from .cpu_hist import JOINT_BINS, bins_of, histogram_block, joint_histogram_block
+
+    if len(readers) == 1:
+        bins = bins_of(readers[0].dtype)
+
+        def fn(tiles, w):
+            return histogram_block(tiles[0])
+    else:
+        bins = JOINT_BINS
+
+        def fn(tiles, w):
+            return joint_histogram_block(*tiles)
+    total = np.zeros(bins, np.int64)
+    for h in map_tiles(tuple(readers), blocks, grid, fn, progress):
+        total += h
+    return total

@@ -1,0 +1,274 @@
+"""Tiled pairs (TIFF tiles, HDF5 chunk grids narrower than the image) are counted tile by tile.
+
+Expected counts come from plain NumPy on the arrays the files were written from. Each test of the
+tile path also checks that no row block was assembled (``read_rows`` is never called), so it
+fails if the pair silently takes the row path; pairs that do not share a grid must take the row
+path and count the same.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from dragon_gpu.engines.cpu import CpuEngine
+from dragon_gpu.engines.cpu_tiles import shared_grid
+from dragon_gpu.errors import CorruptInputError
+from dragon_gpu.io import open_mask
+from dragon_gpu.io._segments import SegmentedReader
+from dragon_gpu.model import RowRange
+from dragon_gpu.pipeline import count_range, detect
+
+H, W = 301, 517  # neither a multiple of any tile side below
+_REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
+
+
+@pytest.fixture
+def rows_path_calls(monkeypatch):
+    """How many times a segmented reader assembled a row block."""
+    calls = []
+    real = SegmentedReader.read_rows
+
+    def spy(self, *args, **kwargs):
+        calls.append(self.path)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegmentedReader, "read_rows", spy)
+    return calls
+
+
+def _gray(seed, dtype=np.uint8, shape=(H, W)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+
+
+def _counts(body_members, dye_members):
+    b, d = body_members, dye_members
+    return int(b.sum()), int((b & d).sum()), int(d.sum())
+
+
+def _got(result):
+    c = result.counts
+    return c.body, c.dye_in_body, c.dye
+
+
+@pytest.mark.parametrize("compression,predictor", [(None, None), ("zlib", None),
+                                                   ("zlib", 2), ("lzw", 2), ("zstd", None)])
+def test_tiled_u8_tiff_pair_counts_like_numpy(tmp_path, rows_path_calls, compression, predictor):
+    body, dye = _gray(1), _gray(2)
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=(64, 48), compression=compression,
+                         predictor=predictor, photometric="minisblack")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=100)
+    assert _got(got) == _counts(body < 100, dye >= 100)
+    assert rows_path_calls == []
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_tiled_u16_tiff_pair_with_predictor_and_either_byte_order(tmp_path, rows_path_calls,
+                                                                   byteorder):
+    body, dye = _gray(3, np.uint16), _gray(4, np.uint16)
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=(32, 64), compression="zlib",
+                         predictor=2, byteorder=byteorder, photometric="minisblack")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu",
+                 body_threshold=20000, dye_threshold=50000)
+    assert _got(got) == _counts(body < 20000, dye >= 50000)
+    assert rows_path_calls == []
+
+
+def test_miniswhite_tiles_follow_displayed_brightness(tmp_path, rows_path_calls):
+    body, dye = _gray(5), _gray(6)
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(48, 32), photometric="miniswhite",
+                     compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(48, 32), photometric="minisblack")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+    # brightness = 255 - value; body is brightness < 128
+    assert _got(got) == _counts(255 - body.astype(int) < 128, dye >= 128)
+    assert rows_path_calls == []
+
+
+@pytest.mark.parametrize("width", [517, 512, 509])
+def test_one_bit_tiles_with_padding_bits_and_a_gray_partner(tmp_path, rows_path_calls, width):
+    rng = np.random.default_rng(width)
+    body = rng.random((H, width)) < 0.6
+    dye = rng.random((H, width)) < 0.3
+    gray = _gray(7, shape=(H, width))
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(32, 64), photometric="miniswhite",
+                     compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(32, 64), photometric="minisblack",
+                     compression="packbits")
+    tifffile.imwrite(tmp_path / "gray.tif", gray, tile=(32, 64), photometric="minisblack")
+    # MINISWHITE body: a set bit is black, which is the body; MINISBLACK dye: set is white.
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(body, dye)
+    # 1-bit body tiles against 8-bit dye tiles of the same grid in pixels
+    got = detect(tmp_path / "body.tif", tmp_path / "gray.tif", device="cpu")
+    assert _got(got) == _counts(body, gray >= 128)
+    assert rows_path_calls == []
+
+
+def _write_lsb2msb_tiled(path, data):
+    # tifffile will not write tag 266, so write a placeholder tag (267) and rename it.
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", tile=(32, 48),
+                     extratags=[(267, "H", 1, 2, True)])
+    raw = bytearray(path.read_bytes())
+    i = raw.find(struct.pack("<HHI", 267, 3, 1))
+    assert i > 0
+    raw[i:i + 2] = struct.pack("<H", 266)
+    with tifffile.TiffFile(path) as tif:
+        spans = list(zip(tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
+    for offset, count in spans:
+        raw[offset:offset + count] = _REV[np.frombuffer(bytes(raw[offset:offset + count]),
+                                                        np.uint8)].tobytes()
+    path.write_bytes(raw)
+
+
+def test_fillorder_lsb2msb_tiles(tmp_path, rows_path_calls):
+    body, dye = _gray(8), _gray(9)
+    _write_lsb2msb_tiled(tmp_path / "body.tif", body)
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(32, 48), compression="zlib")
+    with open_mask(tmp_path / "body.tif") as r:
+        assert r.describe()["fillorder"] == "LSB2MSB"
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(body < 128, dye >= 128)
+    assert rows_path_calls == []
+
+
+def _h5(path, data, chunks, **kwargs):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mask", data=data, chunks=chunks, **kwargs)
+
+
+@pytest.mark.parametrize("filters", [dict(compression="gzip"), dict(compression="gzip",
+                                                                     shuffle=True), {}])
+def test_hdf5_chunk_grid_narrower_than_the_image(tmp_path, rows_path_calls, filters,
+                                                 monkeypatch):
+    from dragon_gpu.engines import cpu_tiles
+
+    monkeypatch.setattr(cpu_tiles, "SLICE_PIXELS", 700)  # tiles counted in slices of 7 rows
+    body, dye = _gray(10, np.uint16), _gray(11, np.uint16).astype(">u2")
+    _h5(tmp_path / "body.h5", body, (40, 100), **filters)
+    _h5(tmp_path / "dye.h5", dye, (40, 100), **filters)
+    got = detect(tmp_path / "body.h5", tmp_path / "dye.h5", device="cpu", threshold=30000)
+    assert _got(got) == _counts(body < 30000, dye.astype(np.uint16) >= 30000)
+    assert rows_path_calls == []
+
+
+def test_bool_hdf5_chunks_against_tiff_tiles_of_the_same_grid(tmp_path, rows_path_calls):
+    rng = np.random.default_rng(12)
+    mask = rng.random((H, W)) < 0.5
+    dye = _gray(13)
+    _h5(tmp_path / "body.h5", mask, (64, 48), compression="gzip")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(64, 48), compression="zlib")
+    got = detect(tmp_path / "body.h5", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(mask, dye >= 128)
+    assert rows_path_calls == []
+
+
+@pytest.mark.parametrize("layout", ["other-tiles", "strips", "full-width-chunks"])
+def test_pairs_without_a_shared_grid_take_the_row_path(tmp_path, rows_path_calls, layout):
+    body, dye = _gray(14), _gray(15)
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(64, 48), compression="zlib")
+    if layout == "other-tiles":
+        tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(64, 64), compression="zlib")
+        other = tmp_path / "dye.tif"
+    elif layout == "strips":
+        tifffile.imwrite(tmp_path / "dye.tif", dye, rowsperstrip=16, compression="zlib")
+        other = tmp_path / "dye.tif"
+    else:
+        _h5(tmp_path / "dye.h5", dye, (64, W), compression="gzip")
+        other = tmp_path / "dye.h5"
+    with open_mask(tmp_path / "body.tif") as b, open_mask(other) as d:
+        assert shared_grid((b, d)) is None
+    got = detect(tmp_path / "body.tif", other, device="cpu")
+    assert _got(got) == _counts(body < 128, dye >= 128)
+    assert rows_path_calls  # the rows were assembled
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 1000])
+def test_blocks_that_cut_tiles_and_row_ranges(tmp_path, rows_path_calls, block_rows):
+    body, dye = _gray(16), _gray(17)
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=(64, 48), compression="zlib")
+    ticks = []
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu",
+                 block_rows=block_rows, progress=lambda done, total: ticks.append((done, total)))
+    assert _got(got) == _counts(body < 128, dye >= 128)
+    assert ticks[-1] == (H, H)
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
+    # ranges that cut tiles add up to the whole
+    parts = [count_range(tmp_path / "body.tif", tmp_path / "dye.tif", RowRange(a, b),
+                         device="cpu") for a, b in ((0, 50), (50, 51), (51, 200), (200, H))]
+    assert (sum(p.body for p in parts), sum(p.dye_in_body for p in parts),
+            sum(p.dye for p in parts)) == _counts(body < 128, dye >= 128)
+    assert rows_path_calls == []
+
+
+def test_threshold_methods_use_tile_histograms(tmp_path, rows_path_calls):
+    from dragon_gpu.engines.cpu_hist import stream_histogram
+
+    rng = np.random.default_rng(18)
+    body = np.where(rng.random((H, W)) < 0.5, rng.integers(20, 70, (H, W)),
+                    rng.integers(140, 230, (H, W))).astype(np.uint8)
+    dye = _gray(19)
+    body16 = body.astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(64, 48), compression="zlib")
+    tifffile.imwrite(tmp_path / "body16.tif", body16, tile=(64, 48), compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(64, 48), compression="zlib")
+    with open_mask(tmp_path / "body.tif") as b, open_mask(tmp_path / "dye.tif") as d, \
+            open_mask(tmp_path / "body16.tif") as b16:
+        blocks = [RowRange(0, 100), RowRange(100, H)]
+        joint = stream_histogram((b, d), blocks, 2)
+        want = np.bincount((body.astype(np.int64) << 8 | dye).ravel(), minlength=1 << 16)
+        assert np.array_equal(joint, want)
+        assert np.array_equal(stream_histogram((b16,), blocks, 2),
+                              np.bincount(body16.ravel(), minlength=1 << 16))
+    from skimage.filters import threshold_otsu
+
+    t = int(np.floor(threshold_otsu(body))) + 1
+    for name, scale in (("body.tif", 1), ("body16.tif", 257)):
+        got = detect(tmp_path / name, tmp_path / "dye.tif", device="cpu", body_threshold="otsu")
+        t_got = got.thresholds.body
+        assert abs(t_got - t * scale) <= scale  # otsu of the scaled image, one level apart
+        assert _got(got) == _counts((body16 if scale > 1 else body) < t_got, dye >= 128)
+    assert rows_path_calls == []
+
+
+def test_a_corrupt_tile_is_an_input_error(tmp_path):
+    body, dye = _gray(20), _gray(21)
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(64, 48), compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=(64, 48), compression="zlib")
+    with tifffile.TiffFile(tmp_path / "dye.tif") as tif:
+        offset = int(tif.pages[0].dataoffsets[17])
+    raw = bytearray((tmp_path / "dye.tif").read_bytes())
+    raw[offset:offset + 8] = b"\xff" * 8
+    (tmp_path / "dye.tif").write_bytes(raw)
+    with pytest.raises(CorruptInputError, match="segment 17"):
+        detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+
+
+def test_the_same_reader_twice(tmp_path):
+    body = _gray(22)
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=(64, 48), compression="zlib")
+    with open_mask(tmp_path / "body.tif") as r:
+        from dragon_gpu.io import resolve_rule
+        from dragon_gpu.io.base import Encoding
+
+        enc = Encoding(False, W, r.dtype, resolve_rule(r, "dye", threshold=99))
+        c = CpuEngine().count_pair(r, enc, r, enc, [RowRange(0, H)])
+    n = int((body >= 99).sum())
+    assert (c.body, c.dye_in_body, c.dye) == (n, n, n)
+
+
+def test_one_tile_larger_than_the_image(tmp_path, rows_path_calls):
+    body, dye = _gray(23, shape=(20, 21)), _gray(24, shape=(20, 21))
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=(32, 32), compression="zlib")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=77)
+    assert _got(got) == _counts(body < 77, dye >= 77)
+    assert rows_path_calls == []
