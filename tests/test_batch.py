@@ -352,9 +352,9 @@ def test_options_wrong_for_every_pair_fail_the_batch(tmp_path):
     a = write_pair(tmp_path, "a", (10, 10), 1)
     out = tmp_path / "out.csv"
     for kwargs, message in (({"device": "gpu0"}, "device: expected auto, cpu"),
-                            ({"device": "cpu", "require_gpu": True}, "contradicts --device cpu"),
+                            ({"device": "cpu", "require_gpu": True}, "require_gpu contradicts device cpu"),
                             ({"cutoff": "1.5"}, "cutoff: must be between 0 and 1"),
-                            ({"workers": 0}, "--workers: must be at least 1"),
+                            ({"workers": 0}, "^workers: must be at least 1"),
                             ({"colour": "red"}, "unknown detection option")):
         with pytest.raises(UsageError, match=message):
             run_batch([(a["body"], a["dye"])], out, **kwargs)

@@ -112,7 +112,7 @@ def test_detect_on_a_cluster_reports_bad_input_from_the_workers(cluster, tmp_pat
     with pytest.raises(MemoryBudgetError) as on_cluster:
         dask_detect(a["body"], a["dye"], scheduler=cluster, memory=64)
     assert str(on_cluster.value) == str(local.value)
-    with pytest.raises(UsageError, match="--workers applies to --scheduler local"):
+    with pytest.raises(UsageError, match="workers applies to scheduler local"):
         dask_detect(a["body"], a["dye"], scheduler=cluster, workers=2)
 
 
@@ -173,7 +173,7 @@ def test_connect_errors_are_clear(tmp_path):
                                          "tcp://127.0.0.1:9"):
         with connect("tcp://127.0.0.1:9", timeout=2):
             pass
-    with pytest.raises(UsageError, match="--workers: must be at least 1"):
+    with pytest.raises(UsageError, match="workers: must be at least 1"):
         with connect("local", workers=0):
             pass
 
