@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # worker processes import the helpers' tasks
-
-import dragon_gpu  # noqa: E402
-from batch_helpers import (buggy_task, check_ok, crash_task, write_pair,  # noqa: E402
-                           write_pattern_pair)
-from dragon_gpu.batching import (CRASH_MESSAGE, DETECT_KEYS, ManifestError,  # noqa: E402
+import dragon_gpu
+from dragon_gpu.batching import (CRASH_MESSAGE, DETECT_KEYS, ManifestError,
                                  ResultsFileError, ResultsLog, read_manifest, read_results,
                                  run_batch)
-from dragon_gpu.errors import UsageError  # noqa: E402
+from dragon_gpu.errors import UsageError
+from tests.helpers.batch import (buggy_task, check_ok, crash_task, write_pair,
+                                 write_pattern_pair)
 
 COLUMNS = ["id", "status", "error", *DETECT_KEYS]
 

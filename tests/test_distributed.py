@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # Dask workers import the helpers' tasks
-
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
-from batch_helpers import (RUN_KEYS, check_ok, crash_task, without_run_keys,  # noqa: E402
-                           write_pair)
 from dragon_gpu.batching import CRASH_MESSAGE, read_results, run_batch  # noqa: E402
 from dragon_gpu.distributed import connect, detect as dask_detect, split_rows  # noqa: E402
 from dragon_gpu.errors import (DragonError, MemoryBudgetError, ShapeMismatchError,  # noqa: E402
                                UsageError)
 from dragon_gpu.model import RowRange  # noqa: E402
 from dragon_gpu.pipeline import detect as local_detect, plan_blocks  # noqa: E402
+from tests.helpers.batch import (RUN_KEYS, check_ok, crash_task, without_run_keys,  # noqa: E402
+                                 write_pair)
 
 
 @pytest.fixture(scope="module")

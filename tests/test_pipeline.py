@@ -1,7 +1,7 @@
 """The single-machine driver: files in, exact counts and verdict out.
 
 Expected counts come from the NumPy arrays the files were written from, under the SPEC's pixel
-rules as implemented independently in ``imagefiles.Written.members``.
+rules as implemented independently in ``tests.helpers.files.Written.members``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dragon_gpu.io.base import Kind, MaskReader
 from dragon_gpu.io.tiff import TiffReader
 from dragon_gpu.model import Counts, RowRange
 from dragon_gpu.pipeline import DetectOptions, count_range, coverage_warnings, detect, plan_blocks
-from imagefiles import ALL_WRITERS, Written, write_h5, write_h5_packed, write_tiff
+from tests.helpers.files import ALL_WRITERS, Written, write_h5, write_h5_packed, write_tiff
 
 NAMES = sorted(ALL_WRITERS)
 #: CPU always; GPU 0 where one is usable (the gpu marker skips it elsewhere).

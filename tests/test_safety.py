@@ -28,10 +28,7 @@ from dragon_gpu.errors import (CorruptInputError, DragonError, MemoryBudgetError
 from dragon_gpu.io import open_mask
 from dragon_gpu.pipeline import detect
 
-try:
-    from . import _craft as craft
-except ImportError:  # tests/ is not a package
-    import _craft as craft
+from tests.helpers import craft
 
 #: A refusal must come this fast (seconds), whatever the file declares.
 FAST = 5.0

@@ -8,7 +8,7 @@ import pytest
 
 from dragon_gpu.errors import UsageError
 from dragon_gpu.model import Counts
-from dragon_gpu.verdict import DEFAULT_CUTOFF, decide, parse_cutoff
+from dragon_gpu.verdict import decide, parse_cutoff
 
 
 @pytest.mark.parametrize("text", ["0.10", "0.1", ".1", "10%", " 0.1 ", "0.100000", "10.0%", 0.1,
@@ -30,7 +30,6 @@ def test_other_cutoffs(text, value):
 def test_the_shown_text_is_what_the_user_wrote():
     assert parse_cutoff("10%")[1] == "10%"
     assert parse_cutoff("0.10")[1] == "0.10"
-    assert DEFAULT_CUTOFF == "0.10"
 
 
 @pytest.mark.parametrize("text", ["", "abc", "0.1.1", "ten", "%", "nan", "inf", "-inf", "1/10",
