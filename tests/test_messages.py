@@ -10,11 +10,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from dragon_gpu.cli import app
-
-try:
-    from . import _craft as craft
-except ImportError:  # tests/ is not a package
-    import _craft as craft
+from tests.helpers import craft
 
 
 def refused(*args) -> str:
