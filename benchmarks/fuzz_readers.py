@@ -25,10 +25,9 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the project root, for the tests' helpers
 
-import _craft as craft  # noqa: E402
-import _fuzz as fuzz  # noqa: E402
+from tests.helpers import craft, fuzz  # noqa: E402
 
 
 def run_one(mutated: Path, base: str, pixels, timeout: float, report: Path) -> str:

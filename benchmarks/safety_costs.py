@@ -20,9 +20,9 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the root, for tests.helpers
 
-import _craft as craft  # noqa: E402
+from tests.helpers import craft  # noqa: E402
 
 
 def open_cost(folder: Path, side: int) -> None:

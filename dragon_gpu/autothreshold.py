@@ -41,18 +41,19 @@ def normalise(opts):
         For a value that is neither an integer nor a known method.
     """
     return replace(opts,
-                   threshold=thresholds.parse_threshold(opts.threshold, "--threshold"),
+                   threshold=thresholds.parse_threshold(opts.threshold, "threshold"),
                    body_threshold=thresholds.parse_threshold(opts.body_threshold,
-                                                             "--body-threshold"),
-                   dye_threshold=thresholds.parse_threshold(opts.dye_threshold, "--dye-threshold"))
+                                                             "body_threshold"),
+                   dye_threshold=thresholds.parse_threshold(opts.dye_threshold, "dye_threshold"))
 
 
 def spec_of(opts, role: str) -> tuple[int | str | None, str]:
-    """The threshold a role asks for (its own option, else ``--threshold``) and that option."""
+    """The threshold a role asks for (its own option, else ``threshold``) and that option's
+    parameter name."""
     own = opts.body_threshold if role == "body" else opts.dye_threshold
     if own is not None:
-        return own, f"--{role}-threshold"
-    return opts.threshold, "--threshold"
+        return own, f"{role}_threshold"
+    return opts.threshold, "threshold"
 
 
 def has_method(opts) -> bool:
@@ -110,14 +111,14 @@ def methods_for(opts, body: MaskReader, dye: MaskReader) -> tuple[dict[str, str]
             wanted[role] = spec
             continue
         what = "a 1-bit image" if reader.kind is Kind.bilevel else "a mask"
-        if option != "--threshold":
-            raise UsageError(f"{option} {spec}: the {role} image is {what}, which has no gray "
-                             "levels to threshold", reader.path)
+        if option != "threshold":
+            raise UsageError(f"{spec}: the {role} image is {what}, which has no gray levels to "
+                             "threshold", reader.path, param=option)
         skipped.append((role, reader, what))
     if skipped and not wanted:
         role, reader, what = skipped[0]
-        raise UsageError(f"--threshold {opts.threshold}: neither image has gray levels (the "
-                         f"{role} image is {what})", reader.path)
+        raise UsageError(f"{opts.threshold}: neither image has gray levels (the {role} image "
+                         f"is {what})", reader.path, param="threshold")
     for role, reader, what in skipped:
         warnings.append(f"--threshold {opts.threshold} applies to the gray image only: the {role} "
                         f"image is {what} and keeps its rule")
@@ -222,8 +223,11 @@ def encodings_with(body: MaskReader, dye: MaskReader, opts, picked=None, warning
             used[role] = (t, method or FIXED)
         else:
             used[role] = (None, None)
+    from .ignored import ignored_options
+
     chosen = Chosen(body=used["body"][0], dye=used["dye"][0], body_method=used["body"][1],
-                    dye_method=used["dye"][1], warnings=list(warnings),
+                    dye_method=used["dye"][1],
+                    warnings=list(warnings) + ignored_options(opts, body, dye),
                     body_rule=out[0].rule.text, dye_rule=out[1].rule.text)
     return out[0], out[1], chosen
 

@@ -33,7 +33,7 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
         If one natural unit of rows does not fit the budget.
     """
     if memory <= 0:
-        raise UsageError(f"--memory: must be positive, got {memory}")
+        raise UsageError(f"must be positive, got {memory}", param="memory")
     target = max(row_nbytes, min(memory // BLOCK_SHARE, MAX_BLOCK_NBYTES))
     unit = math.lcm(*granularities)
     if unit * row_nbytes > target:
@@ -43,15 +43,16 @@ def plan_blocks(height: int, row_nbytes: int, granularities: tuple[int, ...], me
             raise MemoryBudgetError(
                 f"a block of {unit} rows (the files' strip/tile/chunk height) needs "
                 f"{_human(unit * row_nbytes)}, more than a quarter of the memory budget "
-                f"{_human(memory)}; raise --memory or re-encode with smaller strips "
+                f"{_human(memory)}; raise {{option:memory}} or re-encode with smaller strips "
                 "(dragon-gpu convert)")
         block_rows = max(unit, target // row_nbytes // unit * unit)
     elif block_rows < 1:
-        raise UsageError(f"block_rows must be positive, got {block_rows}")
+        raise UsageError(f"must be positive, got {block_rows}", param="block_rows")
     elif block_rows * row_nbytes > memory // 4:
         raise MemoryBudgetError(
-            f"--block-rows {block_rows} needs {_human(block_rows * row_nbytes)} a block, more than "
-            f"a quarter of the memory budget {_human(memory)}; lower it or raise --memory")
+            f"{block_rows} rows need {_human(block_rows * row_nbytes)} a block, more than a "
+            f"quarter of the memory budget {_human(memory)}; lower it or raise {{option:memory}}",
+            param="block_rows")
     rows = rows or RowRange(0, height)
     if rows.row_stop > height:
         raise UsageError(f"rows [{rows.row_start}, {rows.row_stop}) outside an image of "
@@ -76,8 +77,8 @@ def check_unit_memory(reader: MaskReader, memory: int) -> None:
     if need > memory // 4:
         raise MemoryBudgetError(
             f"one strip, tile row or chunk row decodes to {_human(need)}, more than a quarter of "
-            f"the memory budget {_human(memory)}; raise --memory or re-encode the file with "
-            "smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
+            f"the memory budget {_human(memory)}; raise {{option:memory}} or re-encode the file "
+            "with smaller strips, tiles or chunks (dragon-gpu convert)", reader.path)
 
 
 def _human(nbytes: int) -> str:

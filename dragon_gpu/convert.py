@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from .blocks import check_unit_memory
+from .choices import CONVERT_ENCODINGS, OUTPUT_FORMATS
 from .errors import OutputError, UsageError
 from .io import Kind, Polarity, open_mask, split_selector
 from .io.base import default_threshold, packed_row_bytes
@@ -38,27 +39,27 @@ from .io._output import check_target
 from .io.writers import segment_rows_for, write_hdf5, write_tiff
 from .model import RowProgress, RowRange
 
-ENCODINGS = ("packed", "u8", "u16")
+ENCODINGS = CONVERT_ENCODINGS
 _SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
              ".he5": "hdf5"}
 #: Raw input bytes read per block: large enough to keep the compression threads busy.
 BLOCK_NBYTES = 64 << 20
 
 
-FORMATS = ("tiff", "hdf5", "zarr", "ome-zarr")
+FORMATS = OUTPUT_FORMATS
 
 
 def _format_of(path: str, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
-            raise UsageError(f"--format: choose one of {', '.join(FORMATS)}, got {fmt!r}")
+            raise UsageError(f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param="fmt")
         return fmt
     lower = path.rstrip("/").lower()
     if lower.endswith(".zarr"):
         return "ome-zarr" if lower.endswith(".ome.zarr") else "zarr"
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _SUFFIXES:
-        raise UsageError("cannot tell the output format from the suffix; use --format "
+        raise UsageError("cannot tell the output format from the suffix; use {option:fmt} "
                          "tiff|hdf5|zarr|ome-zarr or a .tif / .h5 / .zarr / .ome.zarr name", path)
     return _SUFFIXES[suffix]
 
@@ -79,13 +80,13 @@ class RowMapping:
         self.out_packed = encoding == "packed"
         self.out_bits = {"packed": 1, "u8": 8, "u16": 16}[encoding]
         if threshold is not None and kind is not Kind.gray:
-            raise UsageError("--threshold applies to 8/16-bit inputs only", reader.path)
+            raise UsageError("{option:threshold} applies to 8/16-bit inputs only", reader.path)
         if kind is Kind.gray:
             maxval = (1 << reader.bits) - 1
             self.threshold = default_threshold(reader.bits) if threshold is None else int(threshold)
             if not 1 <= self.threshold <= maxval:
-                raise UsageError(f"--threshold: must be between 1 and {maxval} for a "
-                                 f"{reader.bits}-bit image, got {self.threshold}", reader.path)
+                raise UsageError(f"must be between 1 and {maxval} for a {reader.bits}-bit "
+                                 f"image, got {self.threshold}", reader.path, param="threshold")
         needs_polarity = (kind is Kind.mask) != (fmt == "hdf5" and self.out_packed)
         self.default_polarity = False
         if needs_polarity and self.polarity is None and kind is Kind.bilevel:
@@ -96,13 +97,14 @@ class RowMapping:
             self.default_polarity = True
         if needs_polarity and self.polarity is None:
             if kind is Kind.mask:
-                raise UsageError("converting a mask to an image needs --polarity: add "
-                                 "--polarity dark if it is a body mask (members drawn dark) or "
-                                 "--polarity bright if it is a dye mask (members drawn bright)",
-                                 where)
-            raise UsageError(f"converting an image to a mask needs --polarity: add --polarity "
-                             f"dark if {reader.path} is a body image (members are dark) or "
-                             "--polarity bright if it is a dye image (members are bright)", where)
+                raise UsageError("converting a mask to an image needs {option:polarity}: add "
+                                 "{option:polarity} dark if it is a body mask (members drawn "
+                                 "dark) or {option:polarity} bright if it is a dye mask (members "
+                                 "drawn bright)", where)
+            raise UsageError(f"converting an image to a mask needs {{option:polarity}}: add "
+                             f"{{option:polarity}} dark if {reader.path} is a body image (members "
+                             "are dark) or {option:polarity} bright if it is a dye image (members "
+                             "are bright)", where)
         self.mask_out = fmt == "hdf5" and self.out_packed
         self.photometric = "minisblack"
         if self.out_packed and not self.mask_out:
@@ -254,7 +256,8 @@ def convert(src, dst, *, fmt: str | None = None, encoding: str | None = None,
     fmt = _format_of(dst, fmt)
     _check_output(src, dst, fmt)
     if encoding is not None and encoding not in ENCODINGS:
-        raise UsageError(f"--encoding: choose one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        raise UsageError(f"choose one of {', '.join(ENCODINGS)}, got {encoding!r}",
+                         param="encoding")
     start = time.perf_counter()
     with open_mask(src, page=page, dataset=dataset, allow_external=allow_external) as reader:
         encoding = encoding or _default_encoding(reader)

@@ -7,6 +7,13 @@ callers can catch ``ValueError`` or ``OSError`` as they would with any other lib
 
 from __future__ import annotations
 
+import re
+from typing import Callable
+
+#: An option named inside a message, as ``{option:allow_external}``: the library spells it as its
+#: parameter name, the CLI as its flag (see :meth:`DragonError.format`).
+_OPTION = re.compile(r"\{option:([a-z_]+)\}")
+
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for errors that must fit one stderr line."""
@@ -20,15 +27,38 @@ class DragonError(Exception):
     Parameters
     ----------
     problem : str
-        What is wrong, as one sentence without the path.
+        What is wrong, as one sentence without the path. It may name another option as
+        ``{option:NAME}`` (a parameter name such as ``allow_external``).
     path : str, optional
         The file the problem is about; it leads the message when given.
+    param : str, optional
+        The parameter whose value is wrong (``cutoff``, ``memory``...): it follows the path, as
+        ``cutoff: must be between 0 and 1``. The CLI spells it as its flag (``--cutoff: ...``).
+
+    Instances pickle with their class, message and attributes (a Dask worker can raise them).
     """
 
-    def __init__(self, problem: str, path: str | None = None):
+    def __init__(self, problem: str, path: str | None = None, *, param: str | None = None):
         self.problem = problem
         self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        self.param = param
+        super().__init__(self.format())
+
+    def format(self, spell: Callable[[str], str] | None = None) -> str:
+        """The message, with each parameter spelled by ``spell`` (default: its own name)."""
+        spell = spell or str
+        problem = _OPTION.sub(lambda m: spell(m.group(1)), self.problem)
+        parts = [p for p in (self.path, spell(self.param) if self.param else None) if p]
+        return ": ".join(parts + [problem])
+
+    # Pickled as class(problem) plus the attributes: every subclass takes ``problem`` first (a
+    # MemoryError subclass cannot be rebuilt through ``__new__`` alone).
+    def __reduce__(self):
+        return type(self), (self.problem,), self.__dict__.copy()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.args = (self.format(),)
 
 
 class UsageError(DragonError, ValueError):
@@ -62,8 +92,8 @@ class ShapeMismatchError(InputError):
 class EmptyBodyError(InputError):
     """The body mask has no pixel, so no fraction can be computed."""
 
-    def __init__(self, problem: str, path: str | None = None, counts=None):
-        super().__init__(problem, path)
+    def __init__(self, problem: str, path: str | None = None, counts=None, **kw):
+        super().__init__(problem, path, **kw)
         self.counts = counts
 
 
@@ -78,8 +108,8 @@ class GpuUnavailableError(DragonError, RuntimeError):
     false for a GPU that is there but does not work.
     """
 
-    def __init__(self, problem: str, path: str | None = None, absent: bool = False):
-        super().__init__(problem, path)
+    def __init__(self, problem: str, path: str | None = None, absent: bool = False, **kw):
+        super().__init__(problem, path, **kw)
         self.absent = absent
 
 

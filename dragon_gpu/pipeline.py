@@ -17,6 +17,7 @@ from .io import Encoding, MaskReader, Polarity, open_mask
 # Block planning lives in .blocks (.autothreshold uses it too); the names stay importable here.
 from .blocks import BLOCK_SHARE, MAX_BLOCK_NBYTES, check_unit_memory, plan_blocks  # noqa: F401
 from .model import Counts, RowProgress, RowRange, Verdict, ticker
+from .numbers import parse_size
 from .autothreshold import Chosen
 from .verdict import DEFAULT_CUTOFF, decide, parse_cutoff
 
@@ -34,7 +35,8 @@ class DetectOptions:
     cutoff: str = DEFAULT_CUTOFF
     device: str = "auto"
     require_gpu: bool = False
-    memory: int = DEFAULT_MEMORY
+    #: bytes, or a size such as "1GiB" (read by :func:`dragon_gpu.numbers.parse_size`)
+    memory: int | str = DEFAULT_MEMORY
     #: a gray level, or a method name (``otsu``, ``li``...: see :mod:`dragon_gpu.thresholds`)
     threshold: int | str | None = None
     #: per-input thresholds, overriding ``threshold`` (for pairs of different bit depths)
@@ -59,19 +61,22 @@ class DetectOptions:
         """``options`` (default: the defaults) with ``overrides`` applied, checked and normalised.
 
         Every driver builds its options here: the cutoff is parsed (a bad one fails before any
-        file is read) and threshold fields are normalised (:func:`autothreshold.normalise`).
+        file is read), a ``memory`` written as a size ("1GiB") becomes bytes, and threshold
+        fields are normalised (:func:`autothreshold.normalise`).
 
         Raises
         ------
         TypeError
             For an override that is not a field.
         UsageError
-            For a bad cutoff or threshold.
+            For a bad cutoff, memory size or threshold.
         """
         opts = options or cls()
         if overrides:
             opts = cls(**{**opts.__dict__, **overrides})
         parse_cutoff(opts.cutoff)  # fail on a bad cutoff before reading anything
+        if isinstance(opts.memory, str):  # "1GiB", as the CLI reads it
+            opts = replace(opts, memory=parse_size(opts.memory, param="memory"))
         return autothreshold.normalise(opts)
 
 
@@ -188,7 +193,8 @@ def finish(body_path, dye_path, counts: Counts, shape: tuple[int, int], cutoff: 
     """
     if counts.body == 0:
         raise EmptyBodyError(f"the body mask is empty under the rule '{rules[0]}' "
-                             "(check --body-polarity / --threshold)", os.fspath(body_path),
+                             "(check {option:body_polarity} / {option:threshold})",
+                             os.fspath(body_path),
                              counts=counts)
     return DetectResult(
         body_path=os.fspath(body_path), dye_path=os.fspath(dye_path), shape=tuple(shape),
@@ -256,7 +262,7 @@ def open_pair(body_path, dye_path, opts: DetectOptions, rows: RowRange | None = 
         except MemoryBudgetError as exc:
             # Name the file whose strips/tiles/chunks are too tall, as every input error does.
             tall = body_path if body.row_granularity >= dye.row_granularity else dye_path
-            raise MemoryBudgetError(exc.problem, os.fspath(tall)) from None
+            raise MemoryBudgetError(exc.problem, os.fspath(tall), param=exc.param) from None
         yield OpenPair(body, dye, body_enc, dye_enc, blocks)
 
 
@@ -270,11 +276,11 @@ def _count(body_path, dye_path, opts: DetectOptions, rows: RowRange | None,
     """
     engine = select_engine(opts.device, require_gpu=opts.require_gpu)
     if opts.decode == "gpu" and not engine.name.startswith("cuda"):
-        raise UsageError(f"--decode gpu needs a usable GPU (the engine is {engine.name}); use "
-                         "--decode auto or cpu")
+        raise UsageError(f"{{option:decode}} gpu needs a usable GPU (the engine is {engine.name}); "
+                         "use {option:decode} auto or cpu")
     if opts.decode == "gpu" and watch is not None:
-        raise UsageError("--decode gpu keeps the decoded rows on the GPU; --preview needs them "
-                         "on the host (use --decode auto)")
+        raise UsageError("{option:decode} gpu keeps the decoded rows on the GPU; {option:preview} "
+                         "needs them on the host (use {option:decode} auto)")
     with open_pair(body_path, dye_path, opts, rows) as opened:
         passes = autothreshold.passes(opts, opened, watch is not None)
         tick = ticker(progress, sum(b.rows for b in opened.blocks) * passes)

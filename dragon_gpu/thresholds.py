@@ -25,7 +25,6 @@ smoothing has no cheap exact counterpart on 65536-bin histograms.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
@@ -33,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
+from .numbers import is_integer
 
 __all__ = ["METHODS", "MethodThreshold", "compute", "describe_histogram", "parse_threshold",
            "threshold_of", "trim"]
@@ -197,7 +197,8 @@ def li(counts: list[int], lo: int) -> float:
     return t_next + lo
 
 
-#: name -> function of (trimmed counts, first value) giving T.
+#: name -> function of (trimmed counts, first value) giving T; the names, in this order, are
+#: :data:`dragon_gpu.choices.THRESHOLD_METHODS` (what the CLI offers).
 METHODS: dict[str, Callable[[list[int], int], Fraction | float]] = {
     "otsu": otsu, "li": li, "triangle": triangle, "yen": yen, "isodata": isodata, "mean": mean,
 }
@@ -232,27 +233,24 @@ def compute(method: str, hist: np.ndarray) -> MethodThreshold:
     return MethodThreshold(method, T, threshold_of(T))
 
 
-_NUMBER = re.compile(r"^\s*[+-]?\d+\s*$")
-
-
-def parse_threshold(value, option: str = "--threshold") -> int | str | None:
+def parse_threshold(value, option: str = "threshold") -> int | str | None:
     """An integer threshold, a method name (lower-cased), or None, from a CLI or API value.
 
     Raises
     ------
     UsageError
-        Naming the option, for anything else.
+        With ``param=option``, for anything else.
     """
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip()
-    if _NUMBER.match(text):
+    if is_integer(text):
         return int(text)
     name = text.lower()
     if name in METHODS:
         return name
-    raise UsageError(f"{option}: expected a gray level (an integer) or a method "
-                     f"({', '.join(METHODS)}), got {value!r}")
+    raise UsageError(f"expected a gray level (an integer) or a method "
+                     f"({', '.join(METHODS)}), got {value!r}", param=option)
 
 
 def describe_histogram(hist: np.ndarray) -> dict:

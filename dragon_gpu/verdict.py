@@ -2,51 +2,43 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 
+from . import numbers
 from .errors import UsageError
 from .model import Counts, Verdict
 
 DEFAULT_CUTOFF = "0.10"
 #: Decimal places a cutoff may have: far beyond what counts of 10**10 pixels can tell apart.
-MAX_CUTOFF_DIGITS = 60
+MAX_CUTOFF_DIGITS = numbers.MAX_DECIMALS
 
 
 def parse_cutoff(text: str | float | Fraction) -> tuple[Fraction, str]:
-    """Parse a cutoff written as a decimal (``"0.10"``, ``".1"``, ``"1e-1"``) or a percent (``"10%"``).
+    """Parse a cutoff written as a decimal (``"0.10"``, ``".1"``) or a percent (``"10%"``).
 
-    Returns the exact fraction and a normalised text for reports. A binary float is converted
-    through its shortest decimal representation, so ``0.1`` means exactly one tenth.
+    Returns the exact fraction and a normalised text for reports. The grammar is
+    :func:`dragon_gpu.numbers.parse_cutoff`'s (ASCII digits, at most one ``.``, then ``%`` or
+    nothing). A binary float is converted through its shortest decimal representation, so
+    ``0.1`` means exactly one tenth.
 
     Raises
     ------
     UsageError
-        If the text is not a number, or the cutoff is not in [0, 1].
+        (``param="cutoff"``) if the text is not such a number, or the cutoff is not in [0, 1].
     """
     if isinstance(text, Fraction):
-        value = text
-        shown = str(text)
+        value, shown = text, str(text)
+    elif isinstance(text, float):
+        if text != text or text in (float("inf"), float("-inf")):
+            raise UsageError(f"expected a finite number, got {text!r}", param="cutoff")
+        value, shown = Fraction(Decimal(repr(text))), repr(text)
     else:
-        raw = str(text).strip()
-        percent = raw.endswith("%")
-        number = raw[:-1].strip() if percent else raw
-        try:
-            dec = Decimal(number)
-        except InvalidOperation:
-            raise UsageError(f"--cutoff: expected a decimal number such as 0.10 or 10%, got {raw!r}")
-        if not dec.is_finite():
-            raise UsageError(f"--cutoff: expected a finite number, got {raw!r}")
-        # Fraction(Decimal("1e-999999999")) builds a billion-digit integer: bound the digits first.
-        sign, digits, exponent = dec.as_tuple()
-        if dec and (len(digits) + max(0, -exponent) > MAX_CUTOFF_DIGITS
-                    or dec.adjusted() > 3):
-            raise UsageError(f"--cutoff: must be between 0 and 1 (or 0% and 100%) with at most "
-                             f"{MAX_CUTOFF_DIGITS} decimal places, got {raw!r}")
-        value = Fraction(dec) / (100 if percent else 1)
-        shown = raw
+        shown = str(text).strip()
+        value = numbers.parse_cutoff(shown)
     if not 0 <= value <= 1:
-        raise UsageError(f"--cutoff: must be between 0 and 1 (or 0% and 100%), got {shown!r}")
+        raise UsageError(f"must be between 0 and 1 (or 0% and 100%), got {shown!r}",
+                         param="cutoff")
     return value, shown
 
 

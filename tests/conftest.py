@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # so test modules can import imagefiles
-
-from imagefiles import ALL_WRITERS, Written  # noqa: E402
-
-
-@functools.lru_cache(maxsize=1)
-def gpu_usable() -> bool:
-    """True when the GPU engine exists and finds a usable GPU.
-
-    The GPU engine is optional (CuPy may be missing): a failed import, or any error while probing,
-    means no GPU, so the ``gpu`` tests are skipped rather than failed on a CPU-only machine.
-    """
-    try:
-        from dragon_gpu.engines.gpu import has_gpu
-    except ImportError:
-        return False
-    try:
-        return bool(has_gpu())
-    except Exception:
-        return False
+from tests.helpers.engine_cases import gpu_usable
+from tests.helpers.files import ALL_WRITERS, Written
 
 
 def pytest_collection_modifyitems(config, items):

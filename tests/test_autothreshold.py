@@ -122,7 +122,7 @@ def test_default_and_mask_report(tmp_path):
                         threshold="otsu").to_dict()
     assert d["dye_threshold"] == sk_t("otsu", dye) and d["body_threshold"] is None
     assert any("applies to the gray image only" in w for w in d["warnings"])
-    with pytest.raises(UsageError, match="--body-threshold otsu: the body image is a 1-bit"):
+    with pytest.raises(UsageError, match="body_threshold: otsu: the body image is a 1-bit"):
         pipeline.detect(tmp_path / "body.tif", tmp_path / "dye.tif", body_threshold="otsu")
     tifffile.imwrite(tmp_path / "dye1.tif", dye > 100)
     with pytest.raises(UsageError, match="neither image has gray levels"):

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # worker processes import the helpers' tasks
-
-import dragon_gpu  # noqa: E402
-from batch_helpers import (buggy_task, check_ok, crash_task, write_pair,  # noqa: E402
-                           write_pattern_pair)
-from dragon_gpu.batching import (CRASH_MESSAGE, DETECT_KEYS, ManifestError,  # noqa: E402
+import dragon_gpu
+from dragon_gpu.batching import (CRASH_MESSAGE, DETECT_KEYS, ManifestError,
                                  ResultsFileError, ResultsLog, read_manifest, read_results,
                                  run_batch)
-from dragon_gpu.errors import UsageError  # noqa: E402
+from dragon_gpu.errors import UsageError
+from tests.helpers.batch import (buggy_task, check_ok, crash_task, write_pair,
+                                 write_pattern_pair)
 
 COLUMNS = ["id", "status", "error", *DETECT_KEYS]
 
@@ -351,10 +349,10 @@ def test_batch_needs_no_dask_and_scheduler_without_it_is_a_clear_error(tmp_path)
 def test_options_wrong_for_every_pair_fail_the_batch(tmp_path):
     a = write_pair(tmp_path, "a", (10, 10), 1)
     out = tmp_path / "out.csv"
-    for kwargs, message in (({"device": "gpu0"}, "--device: expected auto, cpu"),
-                            ({"device": "cpu", "require_gpu": True}, "contradicts --device cpu"),
-                            ({"cutoff": "1.5"}, "--cutoff: must be between 0 and 1"),
-                            ({"workers": 0}, "--workers: must be at least 1"),
+    for kwargs, message in (({"device": "gpu0"}, "device: expected auto, cpu"),
+                            ({"device": "cpu", "require_gpu": True}, "require_gpu contradicts device cpu"),
+                            ({"cutoff": "1.5"}, "cutoff: must be between 0 and 1"),
+                            ({"workers": 0}, "^workers: must be at least 1"),
                             ({"colour": "red"}, "unknown detection option")):
         with pytest.raises(UsageError, match=message):
             run_batch([(a["body"], a["dye"])], out, **kwargs)

@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import csv
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import dragon_gpu  # noqa: E402
-from batch_helpers import check_ok, write_pair  # noqa: E402
-from dragon_gpu.batching import read_results, run_batch  # noqa: E402
+import dragon_gpu
+from dragon_gpu.batching import read_results, run_batch
+from tests.helpers.batch import check_ok, write_pair
 
 #: ids as typed (or pasted) into a manifest, and the cell each must become in RESULTS.csv.
 IDS = {

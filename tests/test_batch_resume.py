@@ -6,16 +6,13 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import tifffile
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from batch_helpers import check_ok, write_pair  # noqa: E402
-from dragon_gpu.batching import RESULT_COLUMNS, read_results, run_batch  # noqa: E402
+from dragon_gpu.batching import RESULT_COLUMNS, read_results, run_batch
+from tests.helpers.batch import check_ok, write_pair
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_a_silent_listener_is_one_line_within_the_timeout_without_noise():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("error: --scheduler: cannot connect to the Dask scheduler at "
+    assert lines[0].startswith("error: scheduler: cannot connect to the Dask scheduler at "
                                "tcp://127.0.0.1:"), proc.stdout
     assert float(lines[1].split()[1]) < 10
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

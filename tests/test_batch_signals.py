@@ -14,10 +14,8 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from batch_helpers import check_ok, write_pattern_pair  # noqa: E402
 from dragon_gpu.batching import read_results  # noqa: E402
+from tests.helpers.batch import check_ok, write_pattern_pair  # noqa: E402
 
 
 def _batch_running(tmp_path, n: int = 80, workers: int = 2, extra=(), helpers: int = 2):

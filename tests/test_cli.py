@@ -16,9 +16,8 @@ from typer.testing import CliRunner
 import dragon_gpu
 from dragon_gpu import pipeline
 from dragon_gpu.cli import app
-from imagefiles import write_h5, write_h5_packed, write_tiff
-
-from conftest import gpu_usable
+from tests.helpers.engine_cases import gpu_usable
+from tests.helpers.files import write_h5, write_h5_packed, write_tiff
 
 runner = CliRunner()
 ROOT = Path(dragon_gpu.__file__).resolve().parent.parent

@@ -111,7 +111,7 @@ def test_bool_mask_to_tiff_needs_and_follows_the_polarity(tmp_path):
     mask = np.random.default_rng(2).random((30, 17)) < 0.4
     with h5py.File(tmp_path / "b.h5", "w") as f:
         f["m"] = mask
-    with pytest.raises(UsageError, match="--polarity"):
+    with pytest.raises(UsageError, match="needs polarity: add polarity dark"):
         convert(tmp_path / "b.h5", tmp_path / "b.tif")
     assert not (tmp_path / "b.tif").exists()
     convert(tmp_path / "b.h5", tmp_path / "b.tif", polarity="bright")

@@ -11,10 +11,7 @@ from typer.testing import CliRunner
 
 from dragon_gpu.cli import app
 
-try:
-    from . import _fuzz as fuzz
-except ImportError:  # tests/ is not a package
-    import _fuzz as fuzz
+from tests.helpers import fuzz
 
 CORPUS = sorted(p for p in (Path(__file__).parent / "data" / "corpus").iterdir()
                 if p.suffix in (".tif", ".tiff", ".h5", ".hdf5"))

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # Dask workers import the helpers' tasks
-
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
-from batch_helpers import (RUN_KEYS, check_ok, crash_task, without_run_keys,  # noqa: E402
-                           write_pair)
 from dragon_gpu.batching import CRASH_MESSAGE, read_results, run_batch  # noqa: E402
 from dragon_gpu.distributed import connect, detect as dask_detect, split_rows  # noqa: E402
 from dragon_gpu.errors import (DragonError, MemoryBudgetError, ShapeMismatchError,  # noqa: E402
                                UsageError)
 from dragon_gpu.model import RowRange  # noqa: E402
 from dragon_gpu.pipeline import detect as local_detect, plan_blocks  # noqa: E402
+from tests.helpers.batch import (RUN_KEYS, check_ok, crash_task, without_run_keys,  # noqa: E402
+                                 write_pair)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +109,7 @@ def test_detect_on_a_cluster_reports_bad_input_from_the_workers(cluster, tmp_pat
     with pytest.raises(MemoryBudgetError) as on_cluster:
         dask_detect(a["body"], a["dye"], scheduler=cluster, memory=64)
     assert str(on_cluster.value) == str(local.value)
-    with pytest.raises(UsageError, match="--workers applies to --scheduler local"):
+    with pytest.raises(UsageError, match="workers applies to scheduler local"):
         dask_detect(a["body"], a["dye"], scheduler=cluster, workers=2)
 
 
@@ -173,7 +170,7 @@ def test_connect_errors_are_clear(tmp_path):
                                          "tcp://127.0.0.1:9"):
         with connect("tcp://127.0.0.1:9", timeout=2):
             pass
-    with pytest.raises(UsageError, match="--workers: must be at least 1"):
+    with pytest.raises(UsageError, match="workers: must be at least 1"):
         with connect("local", workers=0):
             pass
 

@@ -16,7 +16,8 @@ from dragon_gpu.engines import cpu
 from dragon_gpu.engines.cpu import CpuEngine, count_block
 from dragon_gpu.io.base import Encoding, PixelRule
 from dragon_gpu.model import Counts, RowRange
-from imagefiles import ArrayReader, pack_rows
+from tests.helpers.engine_cases import ArrayReader
+from tests.helpers.files import pack_rows
 
 WIDTHS = [1, 7, 8, 9, 63, 64, 65, 203]
 KINDS = ["packed", "u8", "u16", "mask01"]
@@ -32,7 +33,7 @@ class Input:
     bits: int
 
     def reader(self, granularity=1) -> ArrayReader:
-        return ArrayReader(self.rows, self.enc.width, self.enc.packed, self.bits, granularity)
+        return ArrayReader(self.rows, self.enc, granularity=granularity)
 
 
 def make_input(kind: str, rng, shape, *, high=None, threshold=None, p=0.5) -> Input:

@@ -11,12 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-try:
-    from . import _craft as craft
-    from . import _fuzz as fuzz
-except ImportError:  # tests/ is not a package
-    import _craft as craft
-    import _fuzz as fuzz
+from tests.helpers import craft, fuzz
 
 EXAMPLES = {"tiff": 120, "hdf5": 80}
 

@@ -198,8 +198,8 @@ def test_kinds_hold_on_gray_pairs(tmp_path, seed):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(encoding="packed", texture=True), "--encoding u8 or --encoding u16"),
-    (dict(encoding="u16"), "goes with --texture"),
+    (dict(encoding="packed", texture=True), "add encoding u8 or encoding u16"),
+    (dict(encoding="u16"), "^encoding: u16 goes with texture"),
     (dict(encoding="u8", texture=True, kind="boundary"), "boundary"),
 ])
 def test_refused_combinations(tmp_path, kwargs, match):
@@ -243,3 +243,17 @@ def test_zarr_gray_pairs_keep_their_truth(tmp_path, fmt, encoding):
     assert got["dye_pixels"] == hist.dye_count(got["dye_threshold"])
     assert got["dye_in_body_pixels"] == numpy_counts(body, dye, got["body_threshold"],
                                                      got["dye_threshold"])[1]
+
+
+def test_cli_spells_the_refusals_as_flags(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dragon_gpu", "generate", str(tmp_path / "p"),
+                           "--size", "128", "--texture"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == ("dragon-gpu: error: --texture draws gray levels: add --encoding u8 "
+                           "or --encoding u16\n")
+    proc = subprocess.run([sys.executable, "-m", "dragon_gpu", "generate", str(tmp_path / "p"),
+                           "--size", "128", "--encoding", "u16"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("dragon-gpu: error: --encoding: u16 goes with --texture")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from _gpu_cases import PAIRS, WIDTHS, ArrayReader, numpy_counts, random_block
 from dragon_gpu.engines.cpu import CpuEngine, count_block
 from dragon_gpu.engines.gpu import CudaEngine, KernelLauncher, device_count, has_gpu
 from dragon_gpu.model import Counts, RowRange
+from tests.helpers.engine_cases import PAIRS, WIDTHS, ArrayReader, numpy_counts, random_block
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not has_gpu(0), reason="GPU 0 is not usable (no CuPy, driver "

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tifffile
 
-import _cuda_emulation as emu
-from _fake_cupy import FakeGpu
-from _fake_gpu_task import task
 from dragon_gpu.batching import run_batch
 from dragon_gpu.gpu_batch import WORKERS_PER_GPU, plan_workers
+from tests.helpers import cuda_emulation as emu
+from tests.helpers.fake_cupy import FakeGpu
+from tests.helpers.fake_gpu_task import task
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-import _cuda_emulation as emu
-from _fake_cupy import FakeGpu
-from _gpu_decode_cases import CASES, CPU_ONLY
 from dragon_gpu.cli import app
 from dragon_gpu.errors import CorruptInputError, UsageError
 from dragon_gpu.pipeline import detect
+from tests.helpers import cuda_emulation as emu
+from tests.helpers.fake_cupy import FakeGpu
+from tests.helpers.gpu_decode_cases import CASES, CPU_ONLY
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ import zlib
 import numpy as np
 import pytest
 
-import _cuda_emulation as emu
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, kernel_source
 from dragon_gpu.engines.gpu.decode import DECODE_KERNEL_FILES
+from tests.helpers import cuda_emulation as emu
 
 REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 

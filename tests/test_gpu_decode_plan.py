@@ -16,11 +16,11 @@ import zlib
 import numpy as np
 import pytest
 
-from _gpu_decode_cases import CASES, CPU_ONLY, HEIGHT, cpu_rows
 from dragon_gpu.engines.gpu.decode import _adler, plan_input
 from dragon_gpu.engines.gpu.decode._plan import frame, lz4_blocks, zlib_body
 from dragon_gpu.errors import CorruptInputError
 from dragon_gpu.io import open_mask
+from tests.helpers.gpu_decode_cases import CASES, CPU_ONLY, HEIGHT, cpu_rows
 
 
 def _suffix(name):

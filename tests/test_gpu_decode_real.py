@@ -1,15 +1,16 @@
 """The GPU decode path on a real GPU with the real nvCOMP (skipped without both): every layout
-of ``_gpu_decode_cases`` counts exactly as the CPU engine, and damage is caught on the device."""
+of ``tests.helpers.gpu_decode_cases`` counts exactly as the CPU engine, and damage is caught on
+the device."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from _gpu_decode_cases import CASES
 from dragon_gpu.engines.gpu import has_gpu
 from dragon_gpu.errors import CorruptInputError
 from dragon_gpu.pipeline import detect
+from tests.helpers.gpu_decode_cases import CASES
 
 
 def _nvcomp() -> bool:

@@ -1,8 +1,8 @@
 """The CUDA engine's host code, end to end on a stand-in for CuPy (no GPU needed).
 
-``_fake_cupy`` runs the real kernels (built as C++) behind lazy streams, so these tests check the
-engine's rings, events, device split, memory retries and error lines, with counts compared with
-plain NumPy. What only a GPU can check (warp shuffles, real concurrency, speed) is in
+``tests.helpers.fake_cupy`` runs the real kernels (built as C++) behind lazy streams, so these
+tests check the engine's rings, events, device split, memory retries and error lines, with counts
+compared with plain NumPy. What only a GPU can check (warp shuffles, real concurrency, speed) is in
 ``test_gpu.py``.
 """
 
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tifffile
 
-import _cuda_emulation as emu
-from _fake_cupy import FakeGpu
-from _gpu_cases import PAIRS, ArrayReader, numpy_counts, random_block
 from dragon_gpu.engines import select_engine
 from dragon_gpu.engines.gpu import CudaEngine, has_gpu, probe_device
 from dragon_gpu.errors import CorruptInputError, GpuError, MemoryBudgetError
 from dragon_gpu.model import RowRange
+from tests.helpers import cuda_emulation as emu
+from tests.helpers.engine_cases import PAIRS, ArrayReader, numpy_counts, random_block
+from tests.helpers.fake_cupy import FakeGpu
 
 
 @pytest.fixture(scope="session")

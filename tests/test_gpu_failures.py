@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _gpu_cases import make_encoding
 from dragon_gpu.engines.gpu import KernelLauncher, device_count, has_gpu
+from tests.helpers import python_env
+from tests.helpers.engine_cases import make_encoding
 
-TESTS = Path(__file__).resolve().parent
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not has_gpu(0), reason="GPU 0 is not usable (no CuPy, driver "
                                                         "or device)")]
@@ -45,9 +44,8 @@ def test_launcher_stops_a_misaligned_launch_before_it_faults():
 
 FAULT = """
 import gc, sys
-sys.path[:0] = [{tests!r}, {root!r}]
 import numpy as np
-from _gpu_cases import ArrayReader, make_encoding
+from tests.helpers.engine_cases import ArrayReader, make_encoding
 from dragon_gpu.engines.gpu import CudaEngine, _engine
 from dragon_gpu.errors import DragonError
 from dragon_gpu.engines import select_engine
@@ -70,9 +68,9 @@ print(select_engine("0").name)  # the dead GPU is refused, with one warning line
 
 def test_a_real_sticky_fault_is_one_line_and_the_gpu_is_refused_after(tmp_path):
     script = tmp_path / "fault.py"
-    script.write_text(FAULT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    script.write_text(FAULT)
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, env=python_env())
     out = run.stdout.splitlines()
     assert run.returncode == 0, run.stderr
     assert out[0].startswith("error: GPU 0 failed: ") and out[1] == "cpu", run.stdout
@@ -83,9 +81,8 @@ def test_a_real_sticky_fault_is_one_line_and_the_gpu_is_refused_after(tmp_path):
 
 CONTEXTS = """
 import ctypes, sys
-sys.path[:0] = [{tests!r}, {root!r}]
 import numpy as np
-from _gpu_cases import ArrayReader, make_encoding
+from tests.helpers.engine_cases import ArrayReader, make_encoding
 from dragon_gpu.engines import select_engine
 from dragon_gpu.model import RowRange
 e = make_encoding("u8", 64, 100, True)
@@ -103,9 +100,9 @@ for device in (0, 1):
 @pytest.mark.skipif(device_count() < 2 or not has_gpu(1), reason="needs 2 GPUs")
 def test_device_1_creates_no_context_on_gpu_0(tmp_path):
     script = tmp_path / "contexts.py"
-    script.write_text(CONTEXTS.format(tests=str(TESTS), root=str(TESTS.parent)))
+    script.write_text(CONTEXTS)
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, env=python_env())
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:2] == ["0 0", "1 1"], run.stdout
 
@@ -113,7 +110,7 @@ def test_device_1_creates_no_context_on_gpu_0(tmp_path):
 def test_the_pinned_ring_stays_out_of_cupys_pinned_pool():
     import cupy
 
-    from _gpu_cases import ArrayReader, numpy_counts, random_block
+    from tests.helpers.engine_cases import ArrayReader, numpy_counts, random_block
     from dragon_gpu.engines.gpu import CudaEngine
     from dragon_gpu.model import RowRange
 

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from _gpu_cases import make_encoding
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, kernel_source
 from dragon_gpu.engines.gpu._plan import (ALIGN, BLOCKS_PER_SM, MAX_LAUNCH_PIXELS, device_nbytes,
                                           grid_size, kernel_for, max_rows, split_for_devices,
                                           sub_blocks, work_items)
 from dragon_gpu.io.base import Encoding, PixelRule
 from dragon_gpu.model import RowRange
+from tests.helpers.engine_cases import make_encoding
 
 
 def enc(tag: str, width: int = 10) -> Encoding:

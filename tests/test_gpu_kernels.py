@@ -18,11 +18,11 @@ import subprocess
 import numpy as np
 import pytest
 
-import _cuda_emulation as emu
-from _gpu_cases import PAIRS, WIDTHS, make_encoding, numpy_counts, random_block
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, KERNEL_FILES, kernel_source
 from dragon_gpu.engines.gpu._plan import (ALIGN, device_nbytes, histogram_for, histogram_grid,
                                           kernel_for)
+from tests.helpers import cuda_emulation as emu
+from tests.helpers.engine_cases import PAIRS, WIDTHS, make_encoding, numpy_counts, random_block
 
 
 def test_every_cu_file_is_listed():

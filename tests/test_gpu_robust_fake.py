@@ -10,20 +10,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import _cuda_emulation as emu
-from _fake_cupy import FakeGpu
-from _gpu_cases import ArrayReader, make_encoding, numpy_counts, random_block
 from dragon_gpu.engines import select_engine
 from dragon_gpu.engines.gpu import CudaEngine, KernelLauncher, probe_device
 from dragon_gpu.errors import GpuError, GpuUnavailableError
 from dragon_gpu.model import RowRange
+from tests.helpers import cuda_emulation as emu, python_env
+from tests.helpers.engine_cases import ArrayReader, make_encoding, numpy_counts, random_block
+from tests.helpers.fake_cupy import FakeGpu
 
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +127,8 @@ def test_a_sticky_error_marks_the_device_dead(gpu):
 
 SCRIPT = """
 import gc, sys
-sys.path[:0] = [{tests!r}, {root!r}]
 import pytest
-from _fake_cupy import FakeGpu
+from tests.helpers.fake_cupy import FakeGpu
 gpu = FakeGpu({workdir!r}, devices=2, fail_launch="count_plane_plane_u8_u8")
 gpu.install(pytest.MonkeyPatch())
 from dragon_gpu.errors import DragonError
@@ -153,9 +150,10 @@ def test_a_sticky_error_is_one_line_without_destructor_noise(workdir, tmp_path):
         tifffile.imwrite(tmp_path / f"{name}.tif",
                          rng.integers(0, 256, size=(40, 50), dtype=np.uint8), rowsperstrip=8)
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent), workdir=str(workdir)))
+    script.write_text(SCRIPT.format(workdir=str(workdir)))
     run = subprocess.run([sys.executable, str(script), str(tmp_path / "body.tif"),
-                          str(tmp_path / "dye.tif")], capture_output=True, text=True, timeout=300)
+                          str(tmp_path / "dye.tif")], capture_output=True, text=True, timeout=300,
+                         env=python_env())
     assert run.returncode == 0, run.stderr
     failure = ("GPU 0 failed: CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access "
                "was encountered")
@@ -276,7 +274,7 @@ def test_progress_advances_when_a_kernel_has_run(gpu):
 def test_no_device_is_named_as_such(gpu, monkeypatch):
     import cupy
 
-    from _fake_cupy import CUDARuntimeError
+    from tests.helpers.fake_cupy import CUDARuntimeError
 
     def no_device():
         raise CUDARuntimeError(100, "cudaErrorNoDevice: no CUDA-capable device is detected")

@@ -2,7 +2,7 @@
 
 :class:`ReaderSuite` holds the tests; a format gets all of them by subclassing it and listing its
 ``cases`` (a writer of small files and the shape to write). Expected rows come from the NumPy
-arrays the files were written from (``tests/imagefiles.py``), never from the reader.
+arrays the files were written from (``tests/helpers/files.py``), never from the reader.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dragon_gpu.io import Kind, MaskReader, open_mask, resolve_rule
-from imagefiles import HDF5_WRITERS, TIFF_WRITERS, Writer, Written, unpack_rows
+from tests.helpers.files import HDF5_WRITERS, TIFF_WRITERS, Writer, Written, unpack_rows
 
 
 @dataclass(frozen=True)

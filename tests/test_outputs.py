@@ -426,7 +426,7 @@ def test_the_progress_bar_labels_its_times():
 
     from rich.console import Console
 
-    from dragon_gpu.cli import _ProgressBar
+    from dragon_gpu.cli.progress import ProgressBar as _ProgressBar
 
     sink = io.StringIO()
     console = Console(file=sink, force_terminal=True, width=160, color_system=None)

@@ -1,7 +1,7 @@
 """The single-machine driver: files in, exact counts and verdict out.
 
 Expected counts come from the NumPy arrays the files were written from, under the SPEC's pixel
-rules as implemented independently in ``imagefiles.Written.members``.
+rules as implemented independently in ``tests.helpers.files.Written.members``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dragon_gpu.io.base import Kind, MaskReader
 from dragon_gpu.io.tiff import TiffReader
 from dragon_gpu.model import Counts, RowRange
 from dragon_gpu.pipeline import DetectOptions, count_range, coverage_warnings, detect, plan_blocks
-from imagefiles import ALL_WRITERS, Written, write_h5, write_h5_packed, write_tiff
+from tests.helpers.files import ALL_WRITERS, Written, write_h5, write_h5_packed, write_tiff
 
 NAMES = sorted(ALL_WRITERS)
 #: CPU always; GPU 0 where one is usable (the gpu marker skips it elsewhere).
@@ -91,7 +91,7 @@ def test_exactly_the_default_cutoff_is_not_cancer(tmp_path, dye_in, cancer):
     assert got.to_dict()["fraction"] == dye_in / 100
 
 
-@pytest.mark.parametrize("cutoff", ["0.25", "25%", "2.5e-1", ".25"])
+@pytest.mark.parametrize("cutoff", ["0.25", "25%", "0.250", ".25"])
 @pytest.mark.parametrize("dye_in, cancer", [(25, False), (26, True)])
 def test_custom_cutoff(tmp_path, cutoff, dye_in, cancer):
     body, dye = hand_pair(tmp_path, 100, dye_in, 0)
@@ -378,7 +378,9 @@ def test_per_input_thresholds_for_a_pair_of_different_bit_depths(tmp_path, rng):
     b, d = body16 < 1000, dye8 >= 200
     assert (got.body, got.dye_in_body, got.dye) == (int(b.sum()), int((b & d).sum()),
                                                     int(d.sum()))
-    with pytest.raises(UsageError, match="--threshold: must be between 1 and 255"):
+    with pytest.raises(UsageError, match="threshold: must be between 1 and 255") as caught:
         run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", threshold=1000)
-    with pytest.raises(UsageError, match="--dye-threshold"):
+    assert caught.value.param == "threshold"
+    with pytest.raises(UsageError, match="dye_threshold: must be between 1 and 255") as caught:
         run_detect(tmp_path / "b.tif", tmp_path / "d.tif", device="cpu", dye_threshold=300)
+    assert caught.value.param == "dye_threshold"

@@ -22,8 +22,8 @@ from dragon_gpu.io.base import Encoding, Kind, MaskReader, PixelRule  # noqa: E4
 from dragon_gpu.model import Counts  # noqa: E402
 from dragon_gpu.preview import (BACKGROUND_RGB, BODY_RGB, DYE_IN_RGB, DYE_OUT_RGB,  # noqa: E402
                                 Overlay, preview)
-from imagefiles import pack_rows, write_h5_packed, write_tiff  # noqa: E402
-from test_cli import ROOT  # noqa: E402
+from tests.helpers.files import pack_rows, write_h5_packed, write_tiff  # noqa: E402
+from tests.test_cli import ROOT  # noqa: E402
 
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("0", id="gpu0", marks=pytest.mark.gpu)]
 

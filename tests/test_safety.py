@@ -28,10 +28,7 @@ from dragon_gpu.errors import (CorruptInputError, DragonError, MemoryBudgetError
 from dragon_gpu.io import open_mask
 from dragon_gpu.pipeline import detect
 
-try:
-    from . import _craft as craft
-except ImportError:  # tests/ is not a package
-    import _craft as craft
+from tests.helpers import craft
 
 #: A refusal must come this fast (seconds), whatever the file declares.
 FAST = 5.0
@@ -799,7 +796,7 @@ def test_preview_refuses_a_unit_over_the_budget(tmp_path):
 
 
 def test_block_rows_over_the_memory_budget(good):
-    with pytest.raises(MemoryBudgetError, match="--block-rows"):
+    with pytest.raises(MemoryBudgetError, match="block_rows: 1000000000 rows need"):
         detect(good, good, device="cpu", memory=16 << 20, block_rows=10**9)
 
 

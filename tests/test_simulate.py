@@ -284,12 +284,15 @@ def test_interrupted_generate_leaves_no_file_under_the_final_names(tmp_path, mon
 def test_bad_options_are_usage_errors(tmp_path):
     from dragon_gpu.errors import UsageError
 
-    for kwargs, match in (({"kind": "sick"}, "--kind"), ({"fmt": "png"}, "--format"),
-                          ({"compression": "gzip"}, "not available for tiff"),
-                          ({"height": 10}, "--height"), ({"cancer_rate": 2.0}, "--cancer-rate")):
+    for kwargs, match, param in (({"kind": "sick"}, "^kind: ", "kind"),
+                                 ({"fmt": "png"}, "^fmt: ", "fmt"),
+                                 ({"compression": "gzip"}, "not available for tiff", "compression"),
+                                 ({"height": 10}, "^height: ", "height"),
+                                 ({"cancer_rate": 2.0}, "^cancer_rate: ", "cancer_rate")):
         args = {"height": 128, "width": 128, "seed": 0, **kwargs}
-        with pytest.raises(UsageError, match=match):
+        with pytest.raises(UsageError, match=match) as info:
             generate(tmp_path, **args)
+        assert info.value.param == param
     assert os.listdir(tmp_path) == []
 
 

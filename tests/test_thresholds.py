@@ -208,8 +208,8 @@ def test_methods_by_definition_on_random_histograms(seed):
 def test_parse_threshold():
     assert th.parse_threshold("97") == 97 and th.parse_threshold(" Otsu ") == "otsu"
     assert th.parse_threshold(None) is None and th.parse_threshold(12) == 12
-    with pytest.raises(UsageError, match="--dye-threshold: expected a gray level"):
-        th.parse_threshold("otsuu", "--dye-threshold")
+    with pytest.raises(UsageError, match="^dye_threshold: expected a gray level"):
+        th.parse_threshold("otsuu", "dye_threshold")
 
 
 def test_describe_histogram():

@@ -19,8 +19,8 @@ pytest.importorskip("zarr")
 from dragon_gpu.cli import app  # noqa: E402
 from dragon_gpu.io import open_mask  # noqa: E402
 from dragon_gpu.pipeline import detect  # noqa: E402
-from test_io_readers import ReaderSuite, cases_of  # noqa: E402
-from zarrfiles import ZARR_WRITERS, write_ome_image, write_zarr  # noqa: E402
+from tests.helpers.zarr_files import ZARR_WRITERS, write_ome_image, write_zarr  # noqa: E402
+from tests.test_io_readers import ReaderSuite, cases_of  # noqa: E402
 
 runner = CliRunner()
 

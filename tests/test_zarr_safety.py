@@ -22,7 +22,7 @@ from zarr.codecs import GzipCodec, ZstdCodec  # noqa: E402
 from dragon_gpu.cli import app  # noqa: E402
 from dragon_gpu.errors import CorruptInputError, UnsafeInputError  # noqa: E402
 from dragon_gpu.io import open_mask  # noqa: E402
-from zarrfiles import write_ome_image  # noqa: E402
+from tests.helpers.zarr_files import write_ome_image  # noqa: E402
 
 runner = CliRunner()
 

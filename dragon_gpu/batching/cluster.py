@@ -37,7 +37,7 @@ def dask_distributed():
     try:
         import dask.distributed
     except ImportError as exc:
-        raise UsageError("--scheduler needs Dask: pip install 'dragon-gpu[dask]' "
+        raise UsageError("{option:scheduler} needs Dask: pip install 'dragon-gpu[dask]' "
                          f"(dask.distributed cannot be imported: {exc})") from None
     return dask.distributed
 
@@ -76,14 +76,14 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     dd = dask_distributed()
     warn = warn or _stderr
     if workers is not None and workers < 1:
-        raise UsageError(f"--workers: must be at least 1, got {workers}")
+        raise UsageError(f"must be at least 1, got {workers}", param="workers")
     cluster = None
     if scheduler == "local":
         cluster, device = _local_cluster(dd, workers, device, require_gpu, warn)
         target = cluster
     elif workers is not None:
-        raise UsageError("--workers applies to --scheduler local; a running cluster has its own "
-                         "workers")
+        raise UsageError("{option:workers} applies to {option:scheduler} local; a running "
+                         "cluster has its own workers")
     else:
         target = scheduler
     try:
@@ -92,14 +92,14 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
         try:
             client = _client(dd, target, timeout)
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at "
-                             f"{scheduler} ({exc})") from None
+            raise UsageError(f"cannot connect to the Dask scheduler at "
+                             f"{scheduler} ({exc})", param="scheduler") from None
         try:
             try:
                 client.wait_for_workers(1, timeout=timeout)
             except (TimeoutError, OSError):
-                raise UsageError(f"--scheduler: no Dask worker joined the scheduler at "
-                                 f"{scheduler} within {timeout:g} s") from None
+                raise UsageError(f"no Dask worker joined the scheduler at "
+                                 f"{scheduler} within {timeout:g} s", param="scheduler") from None
             _check_workers(client, scheduler, warn)
             yield client, device
         finally:
@@ -145,7 +145,7 @@ def check_scheduler(scheduler) -> str:
         elif not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             problem = f"the port {port!r} is not a number from 1 to 65535"
     if problem is not None:
-        raise UsageError(f"--scheduler: {_ADDRESS_HINT}, got {text!r}: {problem}")
+        raise UsageError(f"{_ADDRESS_HINT}, got {text!r}: {problem}", param="scheduler")
     return text
 
 
@@ -173,11 +173,11 @@ def _reach(scheduler: str, timeout: float) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except socket.timeout:
-        raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at {scheduler} "
-                         f"(no answer within {timeout:g} s)") from None
+        raise UsageError(f"cannot connect to the Dask scheduler at {scheduler} "
+                         f"(no answer within {timeout:g} s)", param="scheduler") from None
     except OSError as exc:
-        raise UsageError(f"--scheduler: cannot connect to the Dask scheduler at {scheduler} "
-                         f"({exc.strerror or exc})") from None
+        raise UsageError(f"cannot connect to the Dask scheduler at {scheduler} "
+                         f"({exc.strerror or exc})", param="scheduler") from None
 
 
 def _client(dd, target, timeout: float):
@@ -249,8 +249,9 @@ def _check_workers(client, scheduler: str, warn) -> None:
     try:
         versions = client.run(_worker_version)
     except Exception as exc:  # typically ModuleNotFoundError: dragon_gpu is not on the workers
-        raise UsageError(f"--scheduler: the Dask workers at {scheduler} cannot run dragon-gpu "
-                         f"({type(exc).__name__}: {exc}); install it on every worker") from None
+        raise UsageError(f"the Dask workers at {scheduler} cannot run dragon-gpu "
+                         f"({type(exc).__name__}: {exc}); install it on every worker",
+                         param="scheduler") from None
     others = sorted({v for v in versions.values() if v != __version__})
     if others:
         warn(f"dragon-gpu: Dask workers run dragon-gpu {', '.join(others)}, this client "

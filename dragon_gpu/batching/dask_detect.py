@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from ..errors import DragonError
 from ..model import Counts, RowProgress, RowRange
 from ..pipeline import (DetectOptions, DetectResult, count_range, finish, open_pair,
                         resolve_thresholds)
@@ -65,38 +64,10 @@ def count_task(body_path: str, dye_path: str, rows: RowRange,
             _backend(options.device, options.require_gpu))
 
 
-@dataclass(frozen=True)
-class _Failed:
-    """A :class:`DragonError` raised on a worker, carried back as plain data.
-
-    Dask ships exceptions through tblib, which cannot rebuild some of ours (a ``MemoryError``
-    subclass refuses its ``__new__``); the client raises the same class and message again.
-    """
-
-    kind: type
-    problem: str
-    path: str | None
-
-    def reraise(self):
-        try:
-            exc = self.kind(self.problem, self.path)
-        except Exception:  # a subclass with another signature: keep the message
-            exc = DragonError(self.problem, self.path)
-        raise exc
-
-
-def _carried(func, *args):
-    try:
-        return func(*args)
-    except DragonError as exc:
-        return _Failed(type(exc), exc.problem, exc.path)
-
-
 def _result(future):
-    value = future.result()
-    if isinstance(value, _Failed):
-        value.reraise()
-    return value
+    """The task's value; a :class:`DragonError` raised on a worker is raised here as it was
+    (they pickle with their class, message and attributes)."""
+    return future.result()
 
 
 def split_rows(blocks: Sequence[RowRange], parts: int) -> list[RowRange]:
@@ -148,7 +119,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     start = time.perf_counter()
     with connect(scheduler, workers, opts.device, opts.require_gpu) as (client, device):
         opts = replace(opts, device=device)
-        plan = _result(client.submit(_carried, plan_pair, body, dye, opts, pure=False))
+        plan = _result(client.submit(plan_pair, body, dye, opts, pure=False))
         parts = TASKS_PER_THREAD * worker_threads(client)
         ranges = split_rows(plan.blocks, parts) if plan.blocks else []
         total, backends = _count_ranges(client, body, dye, ranges, opts, plan.shape[0], progress)
@@ -167,7 +138,7 @@ def _count_ranges(client, body: str, dye: str, ranges: Sequence[RowRange], opts:
     """Submit one :func:`count_task` per row range and sum the counts as they come back."""
     from distributed import KilledWorker, as_completed
 
-    futures = {client.submit(_carried, count_task, body, dye, rows, opts, pure=False): rows
+    futures = {client.submit(count_task, body, dye, rows, opts, pure=False): rows
                for rows in ranges}
     total, backends, done = Counts(), set(), 0
     try:

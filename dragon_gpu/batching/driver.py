@@ -123,7 +123,7 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
     opts = _batch_options(options, kwargs)
     jobs = as_pairs(manifest_or_pairs)
     if workers is not None and workers < 1:
-        raise UsageError(f"--workers: must be at least 1, got {workers}")
+        raise UsageError(f"must be at least 1, got {workers}", param="workers")
     if scheduler is not None:
         scheduler = check_scheduler(scheduler)
     log, stamps = _open_journal(out, jobs, retry_errors, opts)
@@ -180,7 +180,7 @@ def _batch_options(options: DetectOptions | None, overrides: dict) -> DetectOpti
     from ..engines import parse_device
 
     if parse_device(opts.device) == "cpu" and opts.require_gpu:
-        raise UsageError("--require-gpu contradicts --device cpu")
+        raise UsageError("{option:require_gpu} contradicts {option:device} cpu")
     return opts
 
 

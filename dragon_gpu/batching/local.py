@@ -93,7 +93,7 @@ def run_local(todo: Sequence[Pair], options: DetectOptions, emit: Emit, workers:
     others their normal rows. Returns the ids of the pairs that crashed a worker.
     """
     if workers is not None and workers < 1:
-        raise UsageError(f"--workers: must be at least 1, got {workers}")
+        raise UsageError(f"must be at least 1, got {workers}", param="workers")
     plan = plan_workers(options.device, workers, usable_cores())
     workers = plan.workers
     decode_threads = max(1, usable_cores() // workers)

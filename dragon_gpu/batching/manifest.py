@@ -60,9 +60,9 @@ def read_manifest(path) -> list[Pair]:
         raise ManifestError("is not a UTF-8 text file (expected a CSV manifest)", path) from None
     except OSError as exc:
         raise ManifestError(f"cannot be read ({exc.strerror or exc})", path) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader, None)
+        reader = iter(_csv_rows(text, path))
+        header = next(reader, (0, None))[1]
         if header is None:
             raise ManifestError("is empty; expected a header with at least body,dye", path)
         names = [h.strip().lower() for h in header]
@@ -77,16 +77,36 @@ def read_manifest(path) -> list[Pair]:
         col = {name: names.index(name) for name in ("id", "body", "dye") if name in names}
         base = os.path.dirname(os.path.abspath(path))
         rows = []
-        for cells in reader:
+        for line, cells in reader:
             if not any(c.strip() for c in cells):
                 continue  # a blank line
-            line = reader.line_num
             get = (lambda name: cells[col[name]].strip()
                    if name in col and col[name] < len(cells) else "")
             rows.append((line, get("id"), get("body"), get("dye")))
     except csv.Error as exc:
         raise ManifestError(f"is not valid CSV ({exc})", path) from None
     return _make_pairs(rows, base, path)
+
+
+def _csv_rows(text: str, path: str) -> list[tuple[int, list[str]]]:
+    """(line, cells) of each CSV record of ``text``, ``line`` being where the record ends.
+
+    A quote that is never closed swallows the rest of the file into one cell: it is refused,
+    naming the line where it opens. Other irregular quoting is read as the csv module reads it.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for cells in reader:
+            rows.append((reader.line_num, cells))
+        return rows
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            start = rows[-1][0] + 1 if rows else 1
+            raise ManifestError(f"line {start}: a quote opened on this line is never closed",
+                                path) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    return [(reader.line_num, cells) for cells in reader]
 
 
 def as_pairs(manifest_or_pairs) -> list[Pair]:
@@ -127,6 +147,8 @@ def _make_pairs(rows, base: str, path: str | None, what: str = "line") -> list[P
         for name, value in (("id", id_), ("body", body), ("dye", dye)):
             if "\n" in value or "\r" in value:
                 raise ManifestError(f"{what} {line}: the {name} contains a line break", path)
+            if "\0" in value:
+                raise ManifestError(f"{what} {line}: the {name} contains a NUL byte", path)
         if id_ in seen:
             hint = "" if id_ != body else " (the id defaults to the body path; add an id column)"
             raise ManifestError(f"{what} {line}: the id {id_!r} is already used on {what} "

@@ -18,10 +18,11 @@ def parse_device(text: str) -> str | list[int]:
     if value in ("auto", "cpu"):
         return value
     if not re.fullmatch(r"\d+(,\d+)*", value):
-        raise UsageError(f"--device: expected auto, cpu, N or N,M (GPU numbers), got {text!r}")
+        raise UsageError(f"expected auto, cpu, N or N,M (GPU numbers), got {text!r}",
+                         param="device")
     ids = [int(v) for v in value.split(",")]
     if len(set(ids)) != len(ids):
-        raise UsageError(f"--device: a GPU is named twice in {text!r}")
+        raise UsageError(f"a GPU is named twice in {text!r}", param="device")
     return ids
 
 
@@ -50,7 +51,7 @@ def select_engine(device: str = "auto", require_gpu: bool = False,
     spec = parse_device(device)
     if spec == "cpu":
         if require_gpu:
-            raise UsageError("--require-gpu contradicts --device cpu")
+            raise UsageError("{option:require_gpu} contradicts {option:device} cpu")
         return CpuEngine()
     ids = [0] if spec == "auto" else spec
     try:

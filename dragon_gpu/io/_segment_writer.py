@@ -83,17 +83,17 @@ class _SegmentWriter:
         """Check ``compression`` against the codecs ``writable`` in this format (``what``)."""
         compression = str(compression).lower()
         if compression not in writable:
-            raise UsageError(f"--compression: {compression!r} is not {what} compression; choose "
-                             f"one of {', '.join(writable)}")
+            raise UsageError(f"{compression!r} is not {what} compression; choose one of "
+                             f"{', '.join(writable)}", param="compression")
         self.compression, self._codec = compression, writable[compression]
         self.level = self._codec.level if level is None else int(level)
 
-    def _set_segment_rows(self, rows: int | None, option: str) -> None:
+    def _set_segment_rows(self, rows: int | None, param: str) -> None:
         """Rows of a segment: ``rows``, or about 1 MiB of raw rows (:func:`segment_rows_for`)."""
         if rows is None:
             rows = segment_rows_for(self.row_items * self.dtype.itemsize)
         if int(rows) < 1:
-            raise UsageError(f"{option}: must be positive, got {rows}")
+            raise UsageError(f"must be positive, got {rows}", param=param)
         self.segment_rows = min(int(rows), self.shape[0])
 
     @property

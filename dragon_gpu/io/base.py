@@ -19,6 +19,7 @@ from enum import Enum
 import numpy as np
 
 from .._bits import packed_row_bytes  # noqa: F401  (readers and writers take it from here)
+from ..choices import Polarity  # noqa: F401  (defined there so the CLI loads it without NumPy)
 from ..errors import UsageError
 
 
@@ -35,13 +36,6 @@ class _RowLayout:
     @property
     def row_nbytes(self) -> int:
         return self.row_items * np.dtype(self.dtype).itemsize
-
-
-class Polarity(str, Enum):
-    """Which pixels of an image are members: the dark ones or the bright ones."""
-
-    dark = "dark"
-    bright = "bright"
 
 
 class Kind(str, Enum):
@@ -196,7 +190,7 @@ def default_threshold(bits: int) -> int:
 
 
 def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None = None,
-                 threshold: int | None = None, option: str = "--threshold",
+                 threshold: int | None = None, option: str = "threshold",
                  method: str | None = None) -> PixelRule:
     """The pixel rule of the SPEC for ``reader`` used as ``role`` (``"body"`` or ``"dye"``).
 
@@ -206,7 +200,8 @@ def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None 
     * masks: a set value is a member; an explicit polarity reads the mask as a 0/1 image in which
       set is bright.
 
-    ``polarity`` overrides the role's default; ``threshold`` applies to gray images only.
+    ``polarity`` overrides the role's default; ``threshold`` applies to gray images only, and
+    ``option`` is the parameter that gave it (an error's ``param``: ``body_threshold``...).
     ``method`` names the threshold method that chose ``threshold``: it may then be one past the
     largest value (an image of one value: nothing is brighter), and the rule's text names it.
     """
@@ -220,8 +215,8 @@ def resolve_rule(reader: MaskReader, role: str, polarity: Polarity | str | None 
         thr = default_threshold(reader.bits) if threshold is None else int(threshold)
         top = maxval + 1 if method is not None else maxval
         if not 1 <= thr <= top:
-            raise UsageError(f"{option}: must be between 1 and {maxval} for a {reader.bits}-bit "
-                             f"image, got {thr}", reader.path)
+            raise UsageError(f"must be between 1 and {maxval} for a {reader.bits}-bit image, "
+                             f"got {thr}", reader.path, param=option)
         dtype = f"uint{reader.bits}"
         how = f", {method} threshold" if method is not None else ""
         if reader.inverted:

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import (CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError,
                       one_line)
 from .base import Kind
-from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing
+from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing, open_object
 from .selector import Selection, describe_axes, plane_index
 
 
@@ -94,7 +94,7 @@ class Hdf5PlaneReader(Hdf5Reader):
             what = f"{len(found)} datasets of 3 or more dimensions"
             listing = f" ({_listing(sorted(found))})" if found else ""
             raise UnsupportedInputError(f"has {what}{listing}; a plane selector needs one (name "
-                                        "it with --body-dataset / --dye-dataset)", self.path)
+                                        "it with {option:dataset})", self.path)
         return found[0], found[0]
 
     def _read_metadata(self, ds, name: str) -> None:
@@ -105,7 +105,7 @@ class Hdf5PlaneReader(Hdf5Reader):
                                         "selector needs 3 or more", where)
         if not self.allow_external and (ds.is_virtual or ds.external):
             raise UnsafeInputError(f"dataset {name!r} reads other files; refused (use "
-                                    "--allow-external)", where)
+                                    "{option:allow_external})", where)
         shape = tuple(int(n) for n in ds.shape)
         labels = [d.label for d in ds.dims]
         if all(labels):
@@ -140,7 +140,7 @@ class Hdf5PlaneReader(Hdf5Reader):
     def _open_dataset(self, open_path: str, name: str) -> None:
         import h5py
 
-        self._read_metadata(self._file[open_path], name)
+        self._read_metadata(open_object(self._file, open_path), name)
         chunks = self._chunks
         item = self._storage_dtype.itemsize
         chunk_nbytes = int(np.prod(chunks)) * item if chunks else 0

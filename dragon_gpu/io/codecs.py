@@ -204,7 +204,7 @@ def hdf5_create_options(codec: Codec, level: int | None) -> dict:
         try:
             import hdf5plugin
         except ImportError:
-            raise UsageError(f"--compression {codec.hdf5_name} needs the hdf5plugin package "
-                             "(pip install hdf5plugin)") from None
+            raise UsageError(f"{codec.hdf5_name} needs the hdf5plugin package (pip install "
+                             "hdf5plugin)", param="compression") from None
         return dict(hdf5plugin.LZ4() if codec.name == "lz4" else hdf5plugin.Zstd(clevel=level))
     return {}

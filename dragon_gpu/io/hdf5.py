@@ -32,6 +32,30 @@ MAX_LINK_HOPS = 40
 MAX_LISTED = 8
 
 
+#: HDF5's external-file prefix for a dataset with external raw storage: the HDF5 file's folder.
+ORIGIN_PREFIX = b"${ORIGIN}"
+
+
+def open_object(group, name: str):
+    """``group[name]``, also when the dataset is already open under another external-file prefix.
+
+    HDF5 shares one open dataset between every handle of a file (the same file opened twice, or
+    reached again through a link or a virtual dataset) and refuses a second open whose access
+    properties name another external-file prefix. The only prefix this module sets is
+    :data:`ORIGIN_PREFIX` (on datasets with external raw storage), so that one is tried next.
+    """
+    import h5py
+
+    try:
+        return group[name]
+    except KeyError as exc:
+        if "external file prefix" not in str(exc):
+            raise
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_efile_prefix(ORIGIN_PREFIX)
+    return h5py.Dataset(h5py.h5d.open(group.id, name.encode(), dapl))
+
+
 class Hdf5Reader(SegmentedReader):
     """Rows of one 2-D dataset of an HDF5 file.
 
@@ -80,7 +104,10 @@ class Hdf5Reader(SegmentedReader):
         if dataset is not None:
             hard_path, external = self._walk_links(dataset)
             open_path = dataset if external else hard_path
-            obj = self._file.get(open_path) if open_path is not None else None
+            try:
+                obj = open_object(self._file, open_path) if open_path is not None else None
+            except KeyError:
+                obj = None
             if obj is None:
                 found, _others, _links = self._survey()
                 listing = _listing(found) if found else "none"
@@ -97,12 +124,13 @@ class Hdf5Reader(SegmentedReader):
                 extra += "; one plane of an N-D dataset is named like FILE#c=0 (docs/zarr.md)"
             if links:
                 extra += (f"; external links were not followed ({_listing(links)}): name the "
-                          "dataset with --body-dataset / --dye-dataset and add --allow-external")
+                          "dataset with {option:dataset}"
+                          + ("" if self.allow_external else " and add {option:allow_external}"))
             raise UnsupportedInputError(f"has no 2-D dataset{extra}", self.path)
         if len(found) > 1:
             raise UnsupportedInputError(
                 f"has {len(found)} 2-D datasets ({_listing(found)}); name one with "
-                "--body-dataset / --dye-dataset", self.path)
+                "{option:dataset}", self.path)
         return found[0], found[0]
 
     def _walk_links(self, dataset: str) -> tuple[str | None, bool]:
@@ -144,13 +172,13 @@ class Hdf5Reader(SegmentedReader):
                     via = "" if not parts else f" (on the way to {dataset!r})"
                     raise UnsafeInputError(
                         f"{shown!r}{via} is an external link to {filename}:{inner}; refused (use "
-                        "--allow-external to follow it)", self.path)
+                        "{option:allow_external} to follow it)", self.path)
                 return dataset, True
             if kind != h5l.TYPE_HARD:
                 raise UnsafeInputError(f"{dataset!r} goes through a user-defined link; refused",
                                        self.path)
             done.append(part)
-            group = group[part]
+            group = open_object(group, part)
         return "/" + "/".join(done), False
 
     def _survey(self) -> tuple[list[str], list[str], list[str]]:
@@ -180,7 +208,7 @@ class Hdf5Reader(SegmentedReader):
                     continue
                 if kind != h5l.TYPE_HARD:
                     continue
-                obj = group[text]
+                obj = open_object(group, text)
                 if isinstance(obj, h5py.Group):
                     key = (obj.id.fileno, h5py.h5o.get_info(obj.id).addr)
                     if key not in seen:
@@ -198,7 +226,7 @@ class Hdf5Reader(SegmentedReader):
     def _open_dataset(self, open_path: str, name: str) -> None:
         import h5py
 
-        self._read_metadata(self._file[open_path], name)
+        self._read_metadata(open_object(self._file, open_path), name)
         # The first handle is gone (CPython frees it on return): HDF5 applies the access
         # properties below only when it opens a dataset that is not open yet.
         chunks = self._chunks
@@ -211,10 +239,12 @@ class Hdf5Reader(SegmentedReader):
                              else self.row_granularity * self.row_nbytes)
         dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
         dapl.set_chunk_cache(max(521, 2 * across + 1), cache, 1.0)
-        if self.allow_external:
+        if self.allow_external and self._external_raw:
             # Relative external raw files lie next to the HDF5 file (as with links and virtual
-            # datasets), not in whatever folder the command runs from.
-            dapl.set_efile_prefix(b"${ORIGIN}")
+            # datasets), not in whatever folder the command runs from. Only such a dataset gets
+            # the prefix: HDF5 refuses to open a dataset already open under another prefix, and
+            # it opens the sources of a virtual dataset with none.
+            dapl.set_efile_prefix(ORIGIN_PREFIX)
         self._ds = h5py.Dataset(h5py.h5d.open(self._file.id, open_path.encode(), dapl))
         self._chunk_table = None  # set by _check_storage when the chunk index can be walked
         self._check_storage(self._ds, name)
@@ -243,10 +273,10 @@ class Hdf5Reader(SegmentedReader):
         if not self.allow_external:
             if ds.is_virtual:
                 raise UnsafeInputError(f"dataset {name!r} is a virtual dataset (it reads other "
-                                       "files); refused (use --allow-external)", where)
+                                       "files); refused (use {option:allow_external})", where)
             if ds.external:
                 raise UnsafeInputError(f"dataset {name!r} keeps its data in external files; "
-                                       "refused (use --allow-external)", where)
+                                       "refused (use {option:allow_external})", where)
         attrs = ds.attrs
         encoding = attrs.get(PACKED_ENCODING_ATTR)
         if isinstance(encoding, bytes):
@@ -282,6 +312,7 @@ class Hdf5Reader(SegmentedReader):
         _check_integer_layout(ds, name, where)
         self._stored_shape = (rows, cols)
         self._storage_dtype = ds.dtype
+        self._external_raw = bool(ds.external)
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[0]) if ds.chunks else 1
         self._filters = _filter_names(ds)

@@ -32,6 +32,10 @@ MAX_PAGES = 1 << 20
 _SUPPORTED = ", ".join(c.label for c in CODECS if c.tiff_tags)
 
 
+#: Decoded bytes an image may declare (2**62: sizes and offsets stay within int64).
+MAX_IMAGE_BYTES = 1 << 62
+
+
 class TiffReader(SegmentedReader):
     """Rows of one page of a TIFF file.
 
@@ -118,6 +122,11 @@ class TiffReader(SegmentedReader):
         height, width = int(p.imagelength), int(p.imagewidth)
         if height < 1 or width < 1:
             raise CorruptInputError(f"declares an empty image ({height} x {width})", where)
+        row_bytes = (-(-width // 8) if bits == 1 else width * (bits // 8))
+        if height * row_bytes > MAX_IMAGE_BYTES:
+            # Beyond what 64-bit offsets and sizes hold: no real file, and NumPy would overflow.
+            raise CorruptInputError(f"is damaged or too large: it declares {height} x {width} "
+                                    f"pixels, {height * row_bytes} bytes decoded", where)
 
         self.shape = (height, width)
         self.bits = bits

@@ -67,7 +67,7 @@ class TiffRowWriter(_SegmentWriter):
         self.bits, self.photometric = bits, photometric
         self.packed = bits == 1
         self.dtype = np.dtype(np.uint16 if bits == 16 else np.uint8)
-        self._set_segment_rows(rows_per_strip, "--rows-per-strip")
+        self._set_segment_rows(rows_per_strip, "rows_per_strip")
         raw = self.shape[0] * self.row_items * self.dtype.itemsize
         # Worst-case growth: LZW can reach 1.5x on noise, PackBits 1 + 1/128 plus a byte a row,
         # deflate and zstd a fraction of a percent; 1.5x covers them all.

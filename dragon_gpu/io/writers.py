@@ -90,7 +90,7 @@ class Hdf5RowWriter(_SegmentWriter):
         if self.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
             raise UsageError(f"HDF5 datasets are written as uint8 or uint16, not {self.dtype}")
         self._set_codec(compression, level, HDF5_WRITABLE, "an HDF5")
-        self._set_segment_rows(chunk_rows, "--chunk-rows")
+        self._set_segment_rows(chunk_rows, "chunk_rows")
         filters = hdf5_create_options(self._codec, self.level)
         # Chunks whose HDF5 filter format imagecodecs writes are compressed on worker threads.
         self._direct = self._codec.encode is not None

@@ -140,7 +140,7 @@ class ZarrReader(SegmentedReader):
         shown = ", ".join(names[:MAX_LISTED]) + (
             f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
         raise UnsupportedInputError(f"has {len(names)} Zarr arrays ({shown}); name one with "
-                                    "--body-dataset / --dye-dataset", self.path)
+                                    "{option:dataset}", self.path)
 
     # -- the array ----------------------------------------------------------------------------
     def _read_array_facts(self) -> None:

@@ -31,8 +31,8 @@ def _compressors(compression: str):
     from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
     if compression not in COMPRESSIONS:
-        raise UsageError(f"--compression: choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
-                         f"{compression!r}")
+        raise UsageError(f"choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
+                         f"{compression!r}", param="compression")
     level = ZARR_WRITABLE[compression].level
     if compression == "zstd":
         return ZstdCodec(level=level)
@@ -88,7 +88,8 @@ class ZarrImageWriter:
         self.path = os.fspath(path)
         rows, cols = (int(n) for n in shape)
         if levels < 1 or (levels > 1 and not ome):
-            raise UsageError("--levels: a pyramid needs --format ome-zarr and at least 1 level")
+            raise UsageError("a pyramid needs {option:fmt} ome-zarr and at least 1 level",
+                             param="levels")
         self.shape, self.levels, self.ome = (rows, cols), int(levels), ome
         self.channels = list(channels) if channels else None
         self.label_names = list(labels)

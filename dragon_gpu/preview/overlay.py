@@ -59,8 +59,8 @@ def plan_layout(shape: tuple[int, int], max_side: int) -> Layout:
         If ``max_side`` is under :data:`MIN_MAX_SIDE` (no room for the legend).
     """
     if max_side < MIN_MAX_SIDE:
-        raise UsageError(f"--max-side: at least {MIN_MAX_SIDE} pixels are needed for the picture "
-                         f"and its legend, got {max_side}")
+        raise UsageError(f"at least {MIN_MAX_SIDE} pixels are needed for the picture and its "
+                         f"legend, got {max_side}", param="max_side")
     height, width = shape
     font_px = max(11, min(22, max_side // 90))
     legend_height = LEGEND_LINES * (font_px + 8) + 12

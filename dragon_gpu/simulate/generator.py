@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import GENERATE_ENCODINGS, GENERATE_KINDS
 from ..errors import OutputError, UsageError
 from ..model import RowProgress
 from .aim import Sampler, aim_kind, draw_kind
@@ -22,9 +23,9 @@ from .write import open_writer, write_gray_pass, write_pass
 
 __all__ = ["ENCODINGS", "FORMATS", "KINDS", "MIN_SIDE", "generate"]
 
-KINDS = ("typical", "cancer", "healthy", "boundary")
+KINDS = GENERATE_KINDS
 FORMATS = ("tiff", "hdf5")
-ENCODINGS = ("packed", "u8", "u16")
+ENCODINGS = GENERATE_ENCODINGS
 MIN_SIDE = 64
 
 
@@ -34,30 +35,34 @@ def _validate(height, width, seed, kind, fmt, encoding, compression, cancer_rate
 
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, (int, np.integer)) or value < MIN_SIDE:
-            raise UsageError(f"--{name}: must be an integer of at least {MIN_SIDE}, got {value!r}")
+            raise UsageError(f"must be an integer of at least {MIN_SIDE}, got {value!r}",
+                             param=name)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"--seed: must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"must be a non-negative integer, got {seed!r}", param="seed")
     if kind not in KINDS:
-        raise UsageError(f"--kind: choose one of {', '.join(KINDS)}, got {kind!r}")
+        raise UsageError(f"choose one of {', '.join(KINDS)}, got {kind!r}", param="kind")
     if fmt not in FORMATS:
-        raise UsageError(f"--format: choose tiff or hdf5, got {fmt!r}")
+        raise UsageError(f"choose tiff or hdf5, got {fmt!r}", param="fmt")
     if encoding not in ENCODINGS:
-        raise UsageError(f"--encoding: choose packed, u8 or u16, got {encoding!r}")
+        raise UsageError(f"choose one of {', '.join(ENCODINGS)}, got {encoding!r}",
+                         param="encoding")
     if texture and encoding == "packed":
-        raise UsageError("--texture draws gray levels: add --encoding u8 or --encoding u16")
+        raise UsageError("{option:texture} draws gray levels: add {option:encoding} u8 or "
+                         "{option:encoding} u16")
     if encoding == "u16" and not texture:
-        raise UsageError("--encoding u16 goes with --texture (two-level images are u8 or packed)")
+        raise UsageError("u16 goes with {option:texture} (two-level images are u8 or packed)",
+                         param="encoding")
     if texture and kind == "boundary":
-        raise UsageError("--kind boundary is exact on masks only; with --texture the truth is "
-                         "whatever the gray pixels give (choose another kind)")
+        raise UsageError("boundary is exact on masks only; with {option:texture} the truth is "
+                         "whatever the gray pixels give (choose another kind)", param="kind")
     allowed = TIFF_COMPRESSIONS if fmt == "tiff" else HDF5_COMPRESSIONS
     if compression is not None and compression not in allowed:
-        raise UsageError(f"--compression: {compression!r} is not available for {fmt}; choose one "
-                         f"of {', '.join(allowed)}")
+        raise UsageError(f"{compression!r} is not available for {fmt}; choose one of "
+                         f"{', '.join(allowed)}", param="compression")
     if not 0 <= cancer_rate <= 1:
-        raise UsageError(f"--cancer-rate: must be between 0 and 1, got {cancer_rate}")
+        raise UsageError(f"must be between 0 and 1, got {cancer_rate}", param="cancer_rate")
     if not 0 <= speckle <= 0.01:
-        raise UsageError(f"--speckle: must be between 0 and 0.01, got {speckle}")
+        raise UsageError(f"must be between 0 and 0.01, got {speckle}", param="speckle")
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,8 @@ class _PairFiles:
             check_target(path)
         existing = [p.name for p in self.paths if os.path.lexists(p)]
         if existing and not force:
-            raise OutputError(f"already holds {', '.join(existing)}; add --force to replace the "
-                              "pair", self.where)
+            raise OutputError(f"already holds {', '.join(existing)}; add {{option:force}} to "
+                              "replace the pair", self.where)
 
     def open(self, stack: ExitStack, fmt, encoding, shape, compression, rows_per_strip):
         """Temporaries and row writers; an exception before :meth:`publish` removes them."""

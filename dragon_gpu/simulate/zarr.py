@@ -44,13 +44,13 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     from .generator import generate
 
     if fmt not in ZARR_FORMATS:
-        raise UsageError(f"--format: {fmt!r} is not a Zarr format")
+        raise UsageError(f"{fmt!r} is not a Zarr format", param="fmt")
     from ..io.zarr_writer import COMPRESSIONS
 
     compression = compression or "zstd"
     if compression not in COMPRESSIONS:
-        raise UsageError(f"--compression: choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
-                         f"{compression!r}")
+        raise UsageError(f"choose one of {', '.join(COMPRESSIONS)} for Zarr, got "
+                         f"{compression!r}", param="compression")
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -63,8 +63,8 @@ def generate_zarr(outdir, *, fmt: str, encoding: str = "packed", compression: st
     if existing and not force:
         from ..errors import OutputError
 
-        raise OutputError(f"already holds {', '.join(existing)}; add --force to replace the "
-                          "pair", str(outdir))
+        raise OutputError(f"already holds {', '.join(existing)}; add {{option:force}} to replace "
+                          "the pair", str(outdir))
     chunk = rows_per_strip or 1024
     with tempfile.TemporaryDirectory(dir=outdir, prefix=".generate-") as tmp:
         truth = generate(tmp, fmt="tiff", encoding=encoding, compression="zstd",

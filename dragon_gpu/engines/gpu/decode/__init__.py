@@ -14,13 +14,12 @@ Importing this package imports neither CuPy nor nvCOMP; the CPU engine never imp
 
 from __future__ import annotations
 
+from ....choices import DECODE_MODES, GPU_DECODERS
 from ....errors import UsageError
 from ....io.codecs import by_name
 from ._kernels import DECODE_KERNEL_FILES, DECODE_KERNELS
 from ._plan import InputPlan, plan_input
 
-DECODE_MODES = ("auto", "cpu", "gpu")
-GPU_DECODERS = ("nvcomp", "dali")
 
 __all__ = ["DECODE_KERNEL_FILES", "DECODE_KERNELS", "InputPlan", "plan_input", "prepare"]
 

@@ -1,10 +1,13 @@
-"""Random body/dye blocks of every encoding and their counts by plain NumPy (for the GPU tests).
+"""Engine test inputs: random body/dye blocks of every encoding, their counts by plain NumPy, and
+:class:`ArrayReader`, the reader over rows held in memory.
 
 The expected counts here unpack every bit and compare every value, the slow obvious way, so they
 are independent of both the CPU engine and the CUDA kernels they check.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -59,16 +62,23 @@ def numpy_counts(body, body_enc, dye, dye_enc) -> tuple[int, int, int]:
 
 
 class ArrayReader(MaskReader):
-    """A reader over an in-memory array, in its storage encoding (for engine tests)."""
+    """A :class:`~dragon_gpu.io.MaskReader` over rows held in memory, in their storage encoding
+    (engine tests need no files).
 
-    def __init__(self, data: np.ndarray, enc: Encoding, path: str = "<memory>"):
+    ``granularity`` is the reader's row unit. It records the row ranges it was asked for in
+    ``reads``, so tests can check how a driver reads.
+    """
+
+    def __init__(self, data: np.ndarray, enc: Encoding, path: str = "<memory>",
+                 granularity: int = 1):
         self.path = path
+        self._data = np.ascontiguousarray(data)
         self.shape = (data.shape[0], enc.width)
         self.packed = enc.packed
         self.bits = 1 if enc.packed else 8 * data.dtype.itemsize
         self.dtype = data.dtype
         self.kind = Kind.mask if enc.packed else Kind.gray
-        self._data = data
+        self.row_granularity = granularity
         self.reads: list[tuple[int, int]] = []
 
     def read_rows(self, row_start, row_stop, out=None):
@@ -79,3 +89,20 @@ class ArrayReader(MaskReader):
 
     def describe(self) -> dict:
         return {"format": "memory"}
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_usable() -> bool:
+    """True when the GPU engine exists and finds a usable GPU.
+
+    The GPU engine is optional (CuPy may be missing): a failed import, or any error while probing,
+    means no GPU, so the ``gpu`` tests are skipped rather than failed on a CPU-only machine.
+    """
+    try:
+        from dragon_gpu.engines.gpu import has_gpu
+    except ImportError:
+        return False
+    try:
+        return bool(has_gpu())
+    except Exception:
+        return False

@@ -1,7 +1,8 @@
 """Small Zarr and OME-Zarr test images written by zarr-python itself (and ome-zarr-py).
 
-Each writer has the signature of :data:`imagefiles.Writer` and returns a :class:`Written` whose
-``source`` is the NumPy array given to zarr, so expectations never come from the reader.
+Each writer has the signature of :data:`~tests.helpers.files.Writer` and returns a
+:class:`Written` whose ``source`` is the NumPy array given to zarr, so expectations never come
+from the reader.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import zarr
 from zarr.codecs import (BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec,
                          ZstdCodec)
 
-from imagefiles import Written, random_bits, random_gray
+from tests.helpers.files import Written, random_bits, random_gray
 
 
 def write_zarr(path, data: np.ndarray, *, chunks=(8, 16), zarr_format=3, zip_store=False,

@@ -2,7 +2,7 @@
 
 It lets the engine's host code (streams, events, rings, device split, retries, error lines) run
 end to end on a machine without a GPU. Kernels are the real ``.cu`` sources built as C++ (see
-``_cuda_emulation.py``).
+``cuda_emulation.py``).
 
 Streams are *lazy*: a copy or a kernel is queued and runs only when something waits for it (an
 event or stream synchronisation, or another stream's ``wait_event`` that is itself run). Work
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-import _cuda_emulation as emu
+from tests.helpers import cuda_emulation as emu
 
 
 class OutOfMemoryError(MemoryError):

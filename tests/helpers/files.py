@@ -17,8 +17,6 @@ import h5py
 import numpy as np
 import tifffile
 
-from dragon_gpu.io.base import Kind, MaskReader
-
 # The attributes of a packed-bit HDF5 mask, as documented in dragon_gpu/io/hdf5.py (spelled out
 # here so that a change of the documented format breaks the tests).
 PACKED_ATTRS = {"dragon_gpu_encoding": "packed-bits", "bitorder": "big"}
@@ -294,30 +292,3 @@ HDF5_WRITERS: dict[str, Writer] = {
 }
 
 ALL_WRITERS: dict[str, Writer] = {**TIFF_WRITERS, **HDF5_WRITERS}
-
-
-# -- in-memory inputs for engine tests -------------------------------------------------------------
-class ArrayReader(MaskReader):
-    """A :class:`~dragon_gpu.io.MaskReader` over rows held in memory (engine tests need no files).
-
-    It records the row ranges it was asked for, so tests can check how a driver reads.
-    """
-
-    def __init__(self, rows: np.ndarray, width: int, packed: bool, bits: int, granularity=1,
-                 kind="gray"):
-        self.path = "<memory>"
-        self._rows = np.ascontiguousarray(rows)
-        self.shape = (rows.shape[0], width)
-        self.packed, self.bits, self.dtype = packed, bits, rows.dtype
-        self.kind = Kind(kind)
-        self.row_granularity = granularity
-        self.reads: list[tuple[int, int]] = []
-
-    def read_rows(self, row_start, row_stop, out=None):
-        out = self._check_range(row_start, row_stop, out)
-        out[...] = self._rows[row_start:row_stop]
-        self.reads.append((row_start, row_stop))
-        return out
-
-    def describe(self):
-        return {"format": "memory"}

@@ -19,7 +19,7 @@ def task(body, dye, options):
     global _gpu
     import pytest
 
-    from _fake_cupy import FakeGpu
+    from tests.helpers.fake_cupy import FakeGpu
     from dragon_gpu.pipeline import detect
 
     folder = Path(body).parent
