@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import (CorruptInputError, InputError, UnsafeInputError, UnsupportedInputError,
                       one_line)
 from .base import Kind
-from .hdf5 import Hdf5Reader, _check_integer_layout, _dtype_name, _listing, open_object
+from ._hdf5_meta import check_integer_layout, dtype_name, filter_names, listing_of, open_object
+from .hdf5 import Hdf5Reader
 from .selector import Selection, describe_axes, plane_index
 
 
@@ -92,7 +93,7 @@ class Hdf5PlaneReader(Hdf5Reader):
         self._file.visititems(visit)  # hard links only: external links are never followed
         if len(found) != 1:
             what = f"{len(found)} datasets of 3 or more dimensions"
-            listing = f" ({_listing(sorted(found))})" if found else ""
+            listing = f" ({listing_of(sorted(found))})" if found else ""
             raise UnsupportedInputError(f"has {what}{listing}; a plane selector needs one (name "
                                         "it with {option:dataset})", self.path)
         return found[0], found[0]
@@ -122,20 +123,19 @@ class Hdf5PlaneReader(Hdf5Reader):
             self.bits, self.kind = ds.dtype.itemsize * 8, Kind.gray
             self.dtype = np.dtype(ds.dtype).newbyteorder("=")
         else:
-            raise UnsupportedInputError(f"dataset {name!r} has dtype {_dtype_name(ds.dtype)}; "
+            raise UnsupportedInputError(f"dataset {name!r} has dtype {dtype_name(ds.dtype)}; "
                                         "expected uint8, uint16 or bool", where)
         if rows < 1 or cols < 1:
             raise CorruptInputError(f"dataset {name!r} is empty ({rows} x {cols})", where)
-        _check_integer_layout(ds, name, where)
+        check_integer_layout(ds, name, where)
         self.shape, self.packed = (rows, cols), False
         self._full_shape = shape
         self._stored_shape = (rows, cols)
         self._storage_dtype = ds.dtype
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[-2]) if ds.chunks else 1
-        from .hdf5 import _filter_names
 
-        self._filters = _filter_names(ds)
+        self._filters = filter_names(ds)
 
     def _open_dataset(self, open_path: str, name: str) -> None:
         import h5py

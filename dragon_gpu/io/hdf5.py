@@ -15,9 +15,10 @@ from ..errors import (CorruptInputError, InputError, UnsafeInputError, Unsupport
                       one_line)
 from . import _hdf5_chunks
 from ._decode import pread_exact
+from ._hdf5_meta import (ORIGIN_PREFIX, check_integer_layout, dtype_name,
+                         filter_names, listing_of, open_object, split_path)
 from ._segments import Segment, SegmentedReader
 from .base import Kind
-from .codecs import hdf5_filter_name
 
 #: Attributes of a packed-bit mask dataset written by dragon-gpu. The dataset is uint8 of shape
 #: (rows, ceil(width / 8)), most significant bit first; ``width`` is the image width in pixels.
@@ -28,32 +29,6 @@ PACKED_BITORDER_ATTR = "bitorder"
 
 #: Soft links followed on one dataset path before it is called a loop.
 MAX_LINK_HOPS = 40
-#: Names listed in one error message.
-MAX_LISTED = 8
-
-
-#: HDF5's external-file prefix for a dataset with external raw storage: the HDF5 file's folder.
-ORIGIN_PREFIX = b"${ORIGIN}"
-
-
-def open_object(group, name: str):
-    """``group[name]``, also when the dataset is already open under another external-file prefix.
-
-    HDF5 shares one open dataset between every handle of a file (the same file opened twice, or
-    reached again through a link or a virtual dataset) and refuses a second open whose access
-    properties name another external-file prefix. The only prefix this module sets is
-    :data:`ORIGIN_PREFIX` (on datasets with external raw storage), so that one is tried next.
-    """
-    import h5py
-
-    try:
-        return group[name]
-    except KeyError as exc:
-        if "external file prefix" not in str(exc):
-            raise
-    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-    dapl.set_efile_prefix(ORIGIN_PREFIX)
-    return h5py.Dataset(h5py.h5d.open(group.id, name.encode(), dapl))
 
 
 class Hdf5Reader(SegmentedReader):
@@ -110,7 +85,7 @@ class Hdf5Reader(SegmentedReader):
                 obj = None
             if obj is None:
                 found, _others, _links = self._survey()
-                listing = _listing(found) if found else "none"
+                listing = listing_of(found) if found else "none"
                 raise UnsupportedInputError(f"has no dataset {dataset!r} (2-D datasets: {listing})",
                                             self.path)
             if not isinstance(obj, h5py.Dataset):
@@ -118,18 +93,18 @@ class Hdf5Reader(SegmentedReader):
             return open_path, dataset
         found, others, links = self._survey()
         if not found:
-            extra = f" (other datasets: {_listing(others)})" if others else ""
+            extra = f" (other datasets: {listing_of(others)})" if others else ""
             if any(int(o.rsplit(" (", 1)[1].split("-")[0]) >= 3 for o in others
                    if "-D, " in o):
                 extra += "; one plane of an N-D dataset is named like FILE#c=0 (docs/zarr.md)"
             if links:
-                extra += (f"; external links were not followed ({_listing(links)}): name the "
+                extra += (f"; external links were not followed ({listing_of(links)}): name the "
                           "dataset with {option:dataset}"
                           + ("" if self.allow_external else " and add {option:allow_external}"))
             raise UnsupportedInputError(f"has no 2-D dataset{extra}", self.path)
         if len(found) > 1:
             raise UnsupportedInputError(
-                f"has {len(found)} 2-D datasets ({_listing(found)}); name one with "
+                f"has {len(found)} 2-D datasets ({listing_of(found)}); name one with "
                 "{option:dataset}", self.path)
         return found[0], found[0]
 
@@ -144,7 +119,7 @@ class Hdf5Reader(SegmentedReader):
         import h5py
         from h5py import h5l
 
-        parts = _split(dataset)
+        parts = split_path(dataset)
         group = self._file
         done: list[str] = []
         hops = 0
@@ -163,7 +138,7 @@ class Hdf5Reader(SegmentedReader):
                 target = group.id.links.get_val(name).decode(errors="replace")
                 if target.startswith("/"):
                     group, done = self._file, []
-                parts = _split(target) + parts
+                parts = split_path(target) + parts
                 continue
             if kind == h5l.TYPE_EXTERNAL:
                 filename, inner = (v.decode(errors="replace") for v in group.id.links.get_val(name))
@@ -304,18 +279,18 @@ class Hdf5Reader(SegmentedReader):
             self.shape, self.bits, self.packed = (rows, cols), ds.dtype.itemsize * 8, False
             self.dtype, self.kind = np.dtype(ds.dtype).newbyteorder("="), Kind.gray
         else:
-            raise UnsupportedInputError(f"dataset {name!r} has dtype {_dtype_name(ds.dtype)}; "
+            raise UnsupportedInputError(f"dataset {name!r} has dtype {dtype_name(ds.dtype)}; "
                                         "expected uint8, uint16, bool or a dragon-gpu packed mask",
                                         where)
         if rows < 1 or cols < 1:
             raise CorruptInputError(f"dataset {name!r} is empty ({rows} x {cols})", where)
-        _check_integer_layout(ds, name, where)
+        check_integer_layout(ds, name, where)
         self._stored_shape = (rows, cols)
         self._storage_dtype = ds.dtype
         self._external_raw = bool(ds.external)
         self._chunks = ds.chunks
         self.row_granularity = int(ds.chunks[0]) if ds.chunks else 1
-        self._filters = _filter_names(ds)
+        self._filters = filter_names(ds)
 
     def _check_storage(self, ds, name: str) -> None:
         """Check where the data lies before any of it is read.
@@ -428,55 +403,3 @@ class Hdf5Reader(SegmentedReader):
             self._file.close()
         except Exception:  # pragma: no cover - closing a damaged file
             pass
-
-
-def _filter_names(ds) -> list[str]:
-    names = []
-    try:
-        plist = ds.id.get_create_plist()
-        for i in range(plist.get_nfilters()):
-            code, _flags, _values, name = plist.get_filter(i)
-            names.append(hdf5_filter_name(code) or (name.decode(errors="replace")
-                                                    if isinstance(name, bytes) else str(name)))
-    except Exception:  # pragma: no cover - exotic plists
-        pass
-    return names
-
-
-def _check_integer_layout(ds, name: str, where: str) -> None:
-    """Refuse integers that use only part of their bytes (HDF5 precision and bit offset).
-
-    An HDF5 integer type may declare, say, 2 significant bits at offset 0 of a byte; HDF5 then
-    masks every value it converts, while a reader of the raw bytes would not. No image writer
-    does this, so it is refused rather than read two ways.
-    """
-    from h5py import h5t
-
-    tid = ds.id.get_type()
-    if isinstance(tid, h5t.TypeEnumID):
-        tid = tid.get_super()
-    if not isinstance(tid, h5t.TypeIntegerID):
-        return
-    bits = tid.get_size() * 8
-    if tid.get_precision() != bits or tid.get_offset() != 0:
-        raise UnsupportedInputError(
-            f"dataset {name!r} stores {tid.get_precision()}-bit values at bit offset "
-            f"{tid.get_offset()} of {bits}-bit integers; expected full-width integers", where)
-
-
-def _split(path: str) -> list[str]:
-    return [p for p in path.split("/") if p not in ("", ".")]
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
-
-
-def _dtype_name(dtype: np.dtype) -> str:
-    if dtype.names:
-        return "compound"
-    kind = {"f": "float", "i": "signed integer", "c": "complex", "S": "string", "U": "string",
-            "O": "object", "V": "opaque"}.get(dtype.kind)
-    return f"{kind} ({dtype})" if kind else str(dtype)
-
