@@ -87,6 +87,8 @@ DETECT_JSON_KEYS = ("version", "body_path", "dye_path", "shape", "body_pixels",
                     "cutoff", "cancer", "backend", "seconds", "pixels_per_second", "body_rule",
                     "dye_rule", "warnings", "body_threshold", "dye_threshold",
                     "body_threshold_method", "dye_threshold_method", "decode")
+#: The SPEC's keys of the detect JSON (those every detect object and ``truth.json`` hold).
+SPEC_JSON_KEYS = DETECT_JSON_KEYS[:DETECT_JSON_KEYS.index("warnings") + 1]
 
 
 @dataclass(frozen=True)

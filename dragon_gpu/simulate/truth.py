@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-from .._version import __version__
 from ..model import Counts
 from .scene import Scene
 
@@ -36,25 +35,15 @@ def truth_record(*, counts: Counts, verdict, scene: Scene, paths, rules, seconds
                  extra: dict | None = None) -> dict:
     """The content of ``truth.json`` (see :func:`~dragon_gpu.simulate.generate`); ``extra``
     keys go after the others."""
-    pixels = scene.height * scene.width
+    from ..pipeline import SPEC_JSON_KEYS, DetectResult
+
+    # The detect JSON's own keys, from the one place that writes them.
+    detect = DetectResult(body_path=os.fspath(paths[0]), dye_path=os.fspath(paths[1]),
+                          shape=(scene.height, scene.width), verdict=verdict,
+                          backend="generator", seconds=seconds, body_rule=rules[0],
+                          dye_rule=rules[1]).to_dict()
     return {
-        "version": __version__,
-        "body_path": os.fspath(paths[0]),
-        "dye_path": os.fspath(paths[1]),
-        "shape": [scene.height, scene.width],
-        "body_pixels": counts.body,
-        "dye_in_body_pixels": counts.dye_in_body,
-        "dye_outside_body_pixels": counts.dye_outside_body,
-        "dye_pixels": counts.dye,
-        "fraction": verdict.fraction,
-        "cutoff": verdict.cutoff_text,
-        "cancer": verdict.cancer,
-        "backend": "generator",
-        "seconds": round(seconds, 6),
-        "pixels_per_second": round(pixels / seconds) if seconds > 0 else None,
-        "body_rule": rules[0],
-        "dye_rule": rules[1],
-        "warnings": [],
+        **{key: detect[key] for key in SPEC_JSON_KEYS},
         "seed": scene.seed,
         "kind": kind,
         "drawn_kind": drawn,
