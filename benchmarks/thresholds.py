@@ -9,6 +9,10 @@ Two parts:
    with a uint16 body (``--body-threshold otsu``: a histogram pass over the body, then the
    counting pass). Best of ``--repeat`` runs in this process, counts checked against NumPy.
 
+The gray images come from the realistic gray generator (``generate --texture``, seed 0): the
+8-bit pair from ``--encoding u8``, the 16-bit body from ``--encoding u16``, written in 256-row
+deflate strips and read back whole (``--size`` is small enough for that).
+
 The files live under ``--workdir`` and are deleted afterwards::
 
     python benchmarks/thresholds.py --size 8192
@@ -46,17 +50,24 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
-def gray_pair(size: int, seed: int = 0):
-    """A gray pair: a dark disc body with noise on a bright background, sparse bright dye."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.ogrid[:size, :size]
-    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.35 * size) ** 2
-    body = np.where(disc, 60, 190).astype(np.int16)
-    body += rng.normal(0, 22, (size, size)).astype(np.int16)
-    body = body.clip(0, 255).astype(np.uint8)
-    dye = rng.normal(50, 20, (size, size)).astype(np.int16)
-    dye[rng.random((size, size)) < 0.08] += 150
-    return body, dye.clip(0, 255).astype(np.uint8)
+def gray_pair(size: int, work: str, seed: int = 0):
+    """Paths and pixels of the generator's gray pair: (paths, body, dye, body16), where
+    ``paths`` maps "body", "dye" (8-bit pair) and "body16" (the 16-bit pair's body) to files."""
+    from dragon_gpu.simulate import generate
+
+    paths = {}
+    for encoding in ("u8", "u16"):
+        folder = os.path.join(work, encoding)
+        generate(folder, height=size, width=size, seed=seed, encoding=encoding, texture=True,
+                 compression="deflate", rows_per_strip=256)
+        if encoding == "u8":
+            paths["body"], paths["dye"] = (os.path.join(folder, f"{n}.tif")
+                                           for n in ("body", "dye"))
+        else:
+            paths["body16"] = os.path.join(folder, "body.tif")
+    body, dye, body16 = (tifffile.imread(paths[n]) for n in ("body", "dye", "body16"))
+    assert (body.dtype, dye.dtype, body16.dtype) == (np.uint8, np.uint8, np.uint16)
+    return paths, body, dye, body16
 
 
 class _Reader:
@@ -83,11 +94,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="dragon-thr-", dir=args.workdir)
+    try:
+        paths, body, dye, body16 = gray_pair(args.size, work)
+        run_all(args, paths, body, dye, body16)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args, paths, body, dye, body16) -> None:
     from dragon_gpu.model import RowRange
 
-    size = args.size
-    body, dye = gray_pair(size)
-    body16 = body.astype(np.uint16) * 257
+    size = body.shape[0]
     gpx = size * size / 1e9
     engine = CpuEngine()
     blocks = [RowRange(r, min(size, r + 1024)) for r in range(0, size, 1024)]
@@ -108,38 +126,30 @@ def main() -> None:
     for method in ("otsu", "li", "triangle", "yen", "isodata", "mean"):
         print(f"| {method} | {1e3 * best(lambda: compute(method, hist16), 1):.0f} |")
 
-    work = tempfile.mkdtemp(prefix="dragon-thr-", dir=args.workdir)
-    try:
-        paths = {}
-        for name, data in (("body", body), ("dye", dye), ("body16", body16)):
-            paths[name] = os.path.join(work, f"{name}.tif")
-            tifffile.imwrite(paths[name], data, compression="deflate", rowsperstrip=256)
-        print(f"\n| detect, {size} x {size} deflate TIFF, --device cpu | passes | s | Gpx/s |")
-        print("|---|---:|---:|---:|")
-        runs = (("uint8 pair, --threshold 128", "body", dict(threshold=128), 1,
-                 (128, 128)),
-                ("uint8 pair, --threshold otsu (joint histogram)", "body",
-                 dict(threshold="otsu"), 1, None),
-                ("uint16 body, --body-threshold 32768", "body16",
-                 dict(body_threshold=32768, dye_threshold=128), 1, (32768, 128)),
-                ("uint16 body, --body-threshold otsu (histogram + count)", "body16",
-                 dict(body_threshold="otsu", dye_threshold=128), 2, None))
-        for label, body_name, kw, passes, fixed in runs:
-            result = None
+    print(f"\n| detect, {size} x {size} deflate TIFF, --device cpu | passes | s | Gpx/s |")
+    print("|---|---:|---:|---:|")
+    runs = (("uint8 pair, --threshold 128", "body", dict(threshold=128), 1,
+             (128, 128)),
+            ("uint8 pair, --threshold otsu (joint histogram)", "body",
+             dict(threshold="otsu"), 1, None),
+            ("uint16 body, --body-threshold 32768", "body16",
+             dict(body_threshold=32768, dye_threshold=128), 1, (32768, 128)),
+            ("uint16 body, --body-threshold otsu (histogram + count)", "body16",
+             dict(body_threshold="otsu", dye_threshold=128), 2, None))
+    for label, body_name, kw, passes, fixed in runs:
+        result = None
 
-            def run():
-                nonlocal result
-                result = detect(paths[body_name], paths["dye"], device="cpu", **kw)
-            seconds = best(run, args.repeat)
-            d = result.to_dict()
-            ref = body16 if body_name == "body16" else body
-            b = ref < d["body_threshold"]
-            assert d["body_pixels"] == int(b.sum())
-            assert d["dye_in_body_pixels"] == int((b & (dye >= d["dye_threshold"])).sum())
-            print(f"| {label} (t = {d['body_threshold']}, {d['dye_threshold']}) | {passes} | "
-                  f"{seconds:.2f} | {gpx / seconds:.3f} |")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        def run():
+            nonlocal result
+            result = detect(paths[body_name], paths["dye"], device="cpu", **kw)
+        seconds = best(run, args.repeat)
+        d = result.to_dict()
+        ref = body16 if body_name == "body16" else body
+        b = ref < d["body_threshold"]
+        assert d["body_pixels"] == int(b.sum())
+        assert d["dye_in_body_pixels"] == int((b & (dye >= d["dye_threshold"])).sum())
+        print(f"| {label} (t = {d['body_threshold']}, {d['dye_threshold']}) | {passes} | "
+              f"{seconds:.2f} | {gpx / seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ For each pair it runs, alternating, in fresh processes (so each peak RSS is its 
                 streamed pass (``bench`` extra).
 
 It also measures memory bandwidth (a 1 GiB copy) for the bandwidth floor of the decoded bytes.
-All methods must report the same counts, or the script fails.
+All methods must report the same counts, and those of the pair's ``truth.json`` (the
+generator's exact counts at the default threshold: 128 for 8 bits, 32768 for 16), or the script
+fails.
 
 Usage::
 
@@ -28,10 +30,13 @@ Usage::
 shape, zstd level 3 in both), so the two rows compare the readers, not the layouts. The tiled
 pairs hold the pixels of ``u8-deflate-tif`` (256-row strips): ``u8-deflate-tiled-tif`` written by
 tifffile in 512 x 512 deflate tiles, ``u8-gzip-chunked-h5`` by h5py in 1024 x 1024 gzip chunks;
-``bit-deflate-tiled-tif`` is ``bit-deflate-tif`` in 512 x 512 deflate tiles. The gray pairs
-``u8-noisy-deflate-tif`` (256-row strips) and ``u8-noisy-deflate-tiled-tif`` (512 x 512 tiles)
-hold the same noisy pixels (``u8-deflate-tif``'s levels mapped to 60 / 190, Gaussian noise of
-sigma 22), which compress about 1.2:1 as microscope images do. Timings are the best
+``bit-deflate-tiled-tif`` is ``bit-deflate-tif`` in 512 x 512 deflate tiles. Every gray pair
+comes from the realistic gray generator (``generate --texture``: textured dark body, noise,
+uneven light, soft edges, bright vessels on autofluorescence), which compresses about 1.4:1 as
+microscope images do: ``u8-gray-deflate-tif`` is ``generate --encoding u8 --texture`` (deflate,
+the generator's 16-row strips), ``u8-gray-deflate-tiled-tif`` the same pixels re-written by
+tifffile in 512 x 512 deflate tiles, ``u16-gray-deflate-tif`` is ``generate --encoding u16
+--texture``. Timings are the best
 of ``--repeats`` alternating rounds (the median is printed beside it); each child process
 imports its libraries before its clock starts.
 """
@@ -64,9 +69,10 @@ PAIRS = {
     "u8-deflate-tiled-tif": dict(fmt="tiled", source="u8-deflate-tif", tile=(512, 512)),
     "bit-deflate-tiled-tif": dict(fmt="tiled", source="bit-deflate-tif", tile=(512, 512)),
     "u8-gzip-chunked-h5": dict(fmt="chunked", source="u8-deflate-tif", chunks=(1024, 1024)),
-    # gray and noisy: the u8 pair's two levels mapped to 60 / 190, plus Gaussian noise (sigma 22)
-    "u8-noisy-deflate-tif": dict(fmt="noisy", source="u8-deflate-tif", strips=256),
-    "u8-noisy-deflate-tiled-tif": dict(fmt="noisy", source="u8-deflate-tif", tile=(512, 512)),
+    # gray pairs: always the realistic gray generator (generate --texture), default deflate strips
+    "u8-gray-deflate-tif": dict(fmt="tiff", encoding="u8", texture=True),
+    "u8-gray-deflate-tiled-tif": dict(fmt="tiled", source="u8-gray-deflate-tif", tile=(512, 512)),
+    "u16-gray-deflate-tif": dict(fmt="tiff", encoding="u16", texture=True),
 }
 METHODS = ("naive", "blockloop", "dragon", "decode", "segments", "vips")
 #: ``zarrpy``: dragon with Zarr chunks decoded by zarr-python's path (DRAGON_GPU_ZARR_DECODE=zarr).
@@ -74,8 +80,16 @@ EXTRA_METHODS = ("zarrpy",)
 
 
 # --- the methods (run in a child process) -------------------------------------------------------
+def _threshold(path) -> int:
+    """The default threshold of the file's pixels: 128 for 8 bits, 32768 for 16 (SPEC)."""
+    from dragon_gpu.io import default_threshold, open_mask
+
+    with open_mask(path) as r:
+        return default_threshold(r.bits)
+
+
 def _rules(path):
-    """(is_tiff, rule for body, rule for dye) as a plain user would hand-code them."""
+    """(rule for body, rule for dye) as a plain user would hand-code them."""
     import numpy as np
 
     if str(path).endswith((".tif", ".tiff")):
@@ -87,7 +101,8 @@ def _rules(path):
         if bits == 1:
             # tifffile returns stored bits; MINISWHITE: a set bit is black.
             return (lambda a: a if miniswhite else ~a), (lambda a: ~a if miniswhite else a)
-    return (lambda a: np.less(a, 128)), (lambda a: np.greater_equal(a, 128))
+    t = _threshold(path)
+    return (lambda a: np.less(a, t)), (lambda a: np.greater_equal(a, t))
 
 
 def _load(path):
@@ -228,8 +243,8 @@ def method_segments(body, dye):
 
 
 def method_vips(body, dye):
-    """libvips: body = brightness < 128, dye = brightness >= 128 (vips applies the photometric
-    interpretation, as the rules do), joined into one 2-band image whose 2 x 2 joint histogram
+    """libvips: body = brightness < t, dye = brightness >= t at the default threshold t (128 for
+    8 bits, 32768 for 16; vips applies the photometric interpretation, as the rules do), joined into one 2-band image whose 2 x 2 joint histogram
     (``hist_find_ndim``) gives all three counts, in one streamed pass."""
     import numpy as np
     import pyvips
@@ -240,7 +255,8 @@ def method_vips(body, dye):
     b = pyvips.Image.new_from_file(str(dye), access="sequential")
     if a.width * a.height >= 1 << 32:
         raise SystemExit("vips: hist_find_ndim counts in 32 bits; the image has too many pixels")
-    hist = (a < 128).bandjoin(b >= 128).hist_find_ndim(bins=2)
+    ta, tb = _threshold(body), _threshold(dye)
+    hist = (a < ta).bandjoin(b >= tb).hist_find_ndim(bins=2)
     assert (hist.width, hist.height, hist.bands, hist.format) == (2, 2, 1, "uint")
     # hist[dye bin, body bin]: bin 1 is a member (255), bin 0 is not
     j = np.ndarray(buffer=hist.write_to_memory(), dtype=np.uint32, shape=(2, 2)).astype(int)
@@ -311,16 +327,13 @@ def make_pair(kind: str, size: int, data: Path) -> tuple[Path, Path]:
         return body, dye
     if PAIRS[kind]["fmt"] == "zarr":
         return _zarr_copy(make_pair("u8-zstd-h5", size, data), body, dye)
-    if PAIRS[kind]["fmt"] in ("tiled", "chunked", "noisy"):
+    if PAIRS[kind]["fmt"] in ("tiled", "chunked"):
         spec = PAIRS[kind]
         source = make_pair(spec["source"], size, data)
         print(f"writing {kind} {size} x {size} in {folder} ...", file=sys.stderr)
         t0 = time.perf_counter()
-        if spec["fmt"] == "noisy":
-            _noisy_copy(source, body, dye, spec.get("tile"), spec.get("strips"))
-        else:
-            copy = _tiled_copy if spec["fmt"] == "tiled" else _chunked_copy
-            copy(source, body, dye, spec.get("tile") or spec.get("chunks"))
+        copy = _tiled_copy if spec["fmt"] == "tiled" else _chunked_copy
+        copy(source, body, dye, spec.get("tile") or spec.get("chunks"))
         print(f"  written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         return body, dye
     from dragon_gpu.simulate import generate
@@ -372,7 +385,7 @@ def _tiled_copy(src_pair, body: Path, dye: Path, tile) -> None:
     for src, dst in zip(src_pair, (body, dye)):
         with tifffile.TiffFile(src) as tif:
             page = tif.pages[0]
-            shape, bits = page.shape, page.bitspersample
+            shape, bits, dtype = page.shape, page.bitspersample, page.dtype
             photometric = "miniswhite" if int(page.photometric) == 0 else "minisblack"
         th, tw = tile
 
@@ -385,61 +398,9 @@ def _tiled_copy(src_pair, body: Path, dye: Path, tile) -> None:
                 for c in range(0, shape[1], tw):
                     yield pad[:, c:c + tw]
 
-        tifffile.imwrite(dst, tiles(), shape=shape, dtype=bool if bits == 1 else np.uint8,
+        tifffile.imwrite(dst, tiles(), shape=shape, dtype=bool if bits == 1 else dtype,
                          tile=tile, compression="zlib", photometric=photometric,
                          maxworkers=2)
-
-
-def _noisy_copy(src_pair, body: Path, dye: Path, tile, strips) -> None:
-    """The 8-bit pair made gray and noisy (levels 0 / 255 -> 60 / 190, Gaussian noise of sigma
-    22, seeded by band) in deflate tiles of ``tile`` (tifffile) or strips of ``strips`` rows (the
-    project's writer). It compresses about 1.2:1, like a real microscope image."""
-    import numpy as np
-    import tifffile
-
-    body.parent.mkdir(parents=True, exist_ok=True)
-    rows = 256  # noise is drawn by 256-row band: the same pixels in tiles and in strips
-    if (tile[0] if tile else strips) % rows:
-        raise ValueError(f"tile or strip heights must be multiples of {rows}")
-    for k, (src, dst) in enumerate(zip(src_pair, (body, dye))):
-        with tifffile.TiffFile(src) as tif:
-            shape = tif.pages[0].shape
-
-        def noisy():
-            for r0, band in _bands(src, rows):
-                rng = np.random.default_rng([k, r0])
-                gray = np.where(band >= 128, 190.0, 60.0) + rng.normal(0, 22, band.shape)
-                yield np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-
-        def tiles():
-            th, tw = tile
-            pad = np.zeros((th, -(-shape[1] // tw) * tw), np.uint8)
-            filled = 0
-            for band in noisy():
-                pad[filled:filled + band.shape[0], :shape[1]] = band
-                filled += band.shape[0]
-                if filled == th or filled + rows > th or band.shape[0] < rows:
-                    pad[filled:] = 0
-                    for c in range(0, shape[1], tw):
-                        yield pad[:, c:c + tw].copy()
-                    filled = 0
-            if filled:
-                pad[filled:] = 0
-                for c in range(0, shape[1], tw):
-                    yield pad[:, c:c + tw].copy()
-
-        if tile:
-            tifffile.imwrite(dst, tiles(), shape=shape, dtype=np.uint8, tile=tile,
-                             compression="zlib", photometric="minisblack", maxworkers=2)
-        else:  # strips: the project's row writer, as the generator writes them
-            from dragon_gpu.io.writers import TiffRowWriter
-
-            w = TiffRowWriter(dst, shape, bits=8, compression="deflate", rows_per_strip=strips)
-            r0 = 0
-            for band in noisy():
-                w.append(r0, band.shape[0], w.encode(r0, band))
-                r0 += band.shape[0]
-            w.close()
 
 
 def _chunked_copy(src_pair, body: Path, dye: Path, chunks) -> None:
@@ -459,6 +420,26 @@ def _chunked_copy(src_pair, body: Path, dye: Path, chunks) -> None:
                     ds = f.create_dataset("mask", shape=shape, dtype=band.dtype, chunks=chunks,
                                           compression="gzip")
                 ds[r0:r0 + band.shape[0]] = band
+
+
+def _truth_file(kind: str, size: int, data: Path) -> Path:
+    """The generator's ``truth.json`` of a pair: its own, or that of the pair it copies."""
+    spec = PAIRS[kind]
+    source = "u8-zstd-h5" if spec["fmt"] == "zarr" else spec.get("source")
+    return _truth_file(source, size, data) if source else data / f"{kind}-{size}" / "truth.json"
+
+
+def truth_counts(path: Path):
+    """(body, dye in body, dye) of ``truth.json``, the exact counts at the default threshold
+    (checked), or None when there is no such file."""
+    if not path.is_file():
+        return None
+    t = json.loads(path.read_text())
+    for key in ("body_threshold", "dye_threshold"):  # gray pairs say at which threshold
+        bits = 16 if t.get("parameters", {}).get("encoding") == "u16" else 8
+        if key in t and t[key] != 1 << (bits - 1):
+            raise SystemExit(f"{path}: {key} {t[key]} is not the default threshold")
+    return t["body_pixels"], t["dye_in_body_pixels"], t["dye_pixels"]
 
 
 def _stored(path: Path) -> int:
@@ -492,8 +473,11 @@ def main(argv=None):
 
     if args.body:
         pairs = {args.body.parent.name: (args.body, args.dye)}
+        truths = {args.body.parent.name: truth_counts(args.body.parent / "truth.json")}
     else:
         pairs = {f"{k}-{args.size}": make_pair(k, args.size, args.data) for k in args.pairs}
+        truths = {f"{k}-{args.size}": truth_counts(_truth_file(k, args.size, args.data))
+                  for k in args.pairs}
     bandwidth = memory_bandwidth()
     print(f"machine: {machine()}; memory bandwidth (1 GiB copy): {bandwidth / 1e9:.1f} GB/s")
     print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}")
@@ -519,14 +503,19 @@ def main(argv=None):
                   for r in runs_of[m]}
         if len(counts) > 1:
             raise SystemExit(f"methods disagree on {name}: {counts}")
+        truth = truths[name]
+        if counts and truth is not None and counts != {tuple(truth)}:
+            raise SystemExit(f"counts {counts} on {name} differ from truth.json's {truth}")
         best = {m: min(r["seconds"] for r in runs_of[m]) for m in methods}
         med = {m: statistics.median(r["seconds"] for r in runs_of[m]) for m in methods}
         rss = {m: max(r["peak_rss"] for r in runs_of[m]) for m in methods}
         cpu = {m: min(r.get("cpu", nan) for r in runs_of[m]) for m in methods}
         floors = [best[m] for m in ("decode", "segments") if m in best]
         floor = max(min(floors, default=0.0), decoded / bandwidth)
+        checked = truth is not None and bool(counts)
         print(f"\n{name}: {rb.height} x {rb.width}, {stored / 1e6:.1f} MB on disk, "
-              f"{decoded / 1e6:.1f} MB decoded; counts {counts.pop() if counts else '-'}")
+              f"{decoded / 1e6:.1f} MB decoded; counts {counts.pop() if counts else '-'}"
+              f"{' (= truth.json)' if checked else ''}")
         print(f"floor: {floor:.3f} s (decode-only: rows {best.get('decode', nan):.3f} s, "
               f"segments {best.get('segments', nan):.3f} s; bandwidth "
               f"{decoded / bandwidth:.3f} s)")
