@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _gpu_machine import machine  # beside this file: the GPU, host and versions line
 
 STRIP_BYTES = 8 << 20  # strips of about 8 MB: one pread each, decoded on every core
 
@@ -91,24 +91,6 @@ def main(argv=None) -> int:
 
 
 # -- machine and ceiling ------------------------------------------------------------------------
-def machine(device: int) -> str:
-    import cupy
-
-    props = cupy.cuda.runtime.getDeviceProperties(device)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    runtime = cupy.cuda.runtime.runtimeGetVersion()
-    return (f"GPU {device}: {name}, {props['totalGlobalMem'] / 2**30:.0f} GiB; CPU: {cpu}, "
-            f"{os.cpu_count()} cores; CuPy {cupy.__version__}, CUDA runtime {runtime // 1000}."
-            f"{runtime % 1000 // 10}; Python {platform.python_version()}")
-
-
 def h2d_ceiling(device: int, nbytes: int = 256 << 20, times: int = 16) -> float:
     """Bytes per second of pinned host-to-device copies of ``nbytes`` on one stream."""
     import cupy

@@ -123,7 +123,7 @@ def run(args) -> int:
         return 0
     memory = parse_memory(args.memory)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from gpu import machine  # GPU, host CPU model and core count, CuPy and CUDA versions
+    from _gpu_machine import machine  # GPU, host CPU model and core count, CuPy and CUDA versions
 
     print(machine(args.device))
     rows = []
