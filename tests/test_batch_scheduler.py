@@ -73,6 +73,7 @@ def test_cli_refused_scheduler_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (f"dragon-gpu: error: --scheduler: cannot connect to the Dask "
                            f"scheduler at tcp://127.0.0.1:{port} (Connection refused)\n")
+    assert not (tmp_path / "R.csv").exists()  # checked before the results file is opened
 
 
 def test_a_silent_listener_is_one_line_within_the_timeout_without_noise():

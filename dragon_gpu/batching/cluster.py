@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 from ..errors import DragonError, GpuUnavailableError, UsageError
 from ..io._decode import usable_cores
 
-__all__ = ["CONNECT_TIMEOUT", "DistributedError", "SCHEMES", "check_scheduler", "connect"]
+__all__ = ["CONNECT_TIMEOUT", "DistributedError", "SCHEMES", "check_scheduler", "connect", "reach"]
 
 #: Seconds to wait for a scheduler, and for its first worker.
 CONNECT_TIMEOUT = 30
@@ -88,7 +88,7 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
         target = scheduler
     try:
         if cluster is None:
-            _reach(scheduler, timeout)
+            reach(scheduler, timeout)
         try:
             client = _client(dd, target, timeout)
         except (OSError, ValueError) as exc:
@@ -158,7 +158,7 @@ def _host_port(rest: str) -> tuple[str, str]:
     return (host, port) if _ else (rest, "")
 
 
-def _reach(scheduler: str, timeout: float) -> None:
+def reach(scheduler: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Open (and close) a TCP connection to the scheduler: a refused or silent address is one
     clear line within ``timeout``, before Dask's client (whose failures wait and then print
     from a destructor) is made."""

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..io._decode import usable_cores
 from ..model import BatchProgress
 from ..pipeline import DetectOptions
-from .cluster import check_scheduler
+from .cluster import check_scheduler, reach
 from .gpu import plan_workers
 from .journal import ResultsLog
 from .local import run_local
@@ -126,6 +126,8 @@ def run_batch(manifest_or_pairs, out=None, options: DetectOptions | None = None,
         raise UsageError(f"must be at least 1, got {workers}", param="workers")
     if scheduler is not None:
         scheduler = check_scheduler(scheduler)
+        if scheduler != "local":
+            reach(scheduler)  # an unreachable scheduler leaves no results file behind
     log, stamps = _open_journal(out, jobs, retry_errors, opts)
     try:
         done = dict(log.done) if log is not None else {}
