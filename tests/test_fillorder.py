@@ -6,32 +6,20 @@ expected pixels come from tifffile's own reading of them, which follows libtiff.
 
 from __future__ import annotations
 
-import struct
 
 import numpy as np
 import pytest
 import tifffile
 
 from dragon_gpu.io import open_mask
+from tests.helpers.files import FILLORDER_PLACEHOLDER, make_fillorder2
 
-_REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 
 def _write_lsb2msb(path, data, compression):
-    # tifffile will not write tag 266, so write a placeholder tag (267) and rename it.
     tifffile.imwrite(path, data, photometric="minisblack", compression=compression,
-                     rowsperstrip=8, extratags=[(267, "H", 1, 2, True)])
-    raw = bytearray(path.read_bytes())
-    i = raw.find(struct.pack("<HHI", 267, 3, 1))
-    assert i > 0
-    raw[i:i + 2] = struct.pack("<H", 266)
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        spans = list(zip(page.dataoffsets, page.databytecounts))
-    for offset, count in spans:
-        raw[offset:offset + count] = _REV[np.frombuffer(bytes(raw[offset:offset + count]),
-                                                        np.uint8)].tobytes()
-    path.write_bytes(raw)
+                     rowsperstrip=8, extratags=[FILLORDER_PLACEHOLDER])
+    make_fillorder2(path)
 
 
 @pytest.mark.parametrize("compression", [None, "packbits", "deflate", "lzw", "zstd"])

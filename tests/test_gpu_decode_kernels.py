@@ -14,8 +14,8 @@ import pytest
 from dragon_gpu.engines.gpu._kernels import KERNEL_DIR, kernel_source
 from dragon_gpu.engines.gpu.decode import DECODE_KERNEL_FILES
 from tests.helpers import cuda_emulation as emu
+from tests.helpers.files import REVERSED_BYTES
 
-REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -74,7 +74,7 @@ def test_adler32_segments(libs, grid):
 @pytest.mark.parametrize("grid", [1, 3])
 def test_reverse_bits(libs, grid):
     data = np.arange(256, dtype=np.uint8).repeat(3)
-    want = REV[data]
+    want = REVERSED_BYTES[data]
     emu.launch(libs["decode_filters.cu"], "reverse_bits", grid, 1,
                [ptr(data), u32(0), u32(data.size - 5)])
     assert np.array_equal(data[:-5], want[:-5]) and np.array_equal(data[-5:], np.arange(256,

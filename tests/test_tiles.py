@@ -8,7 +8,6 @@ path and count the same.
 
 from __future__ import annotations
 
-import struct
 
 import h5py
 import numpy as np
@@ -22,9 +21,9 @@ from dragon_gpu.io import open_mask
 from dragon_gpu.io._segments import SegmentedReader
 from dragon_gpu.model import RowRange
 from dragon_gpu.pipeline import count_range, detect
+from tests.helpers.files import FILLORDER_PLACEHOLDER, make_fillorder2
 
 H, W = 301, 517  # neither a multiple of any tile side below
-_REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
 
 
 @pytest.fixture
@@ -113,19 +112,9 @@ def test_one_bit_tiles_with_padding_bits_and_a_gray_partner(tmp_path, rows_path_
 
 
 def _write_lsb2msb_tiled(path, data):
-    # tifffile will not write tag 266, so write a placeholder tag (267) and rename it.
     tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", tile=(32, 48),
-                     extratags=[(267, "H", 1, 2, True)])
-    raw = bytearray(path.read_bytes())
-    i = raw.find(struct.pack("<HHI", 267, 3, 1))
-    assert i > 0
-    raw[i:i + 2] = struct.pack("<H", 266)
-    with tifffile.TiffFile(path) as tif:
-        spans = list(zip(tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
-    for offset, count in spans:
-        raw[offset:offset + count] = _REV[np.frombuffer(bytes(raw[offset:offset + count]),
-                                                        np.uint8)].tobytes()
-    path.write_bytes(raw)
+                     extratags=[FILLORDER_PLACEHOLDER])
+    make_fillorder2(path)
 
 
 def test_fillorder_lsb2msb_tiles(tmp_path, rows_path_calls):

@@ -68,6 +68,29 @@ class Written:
 
 
 # -- TIFF ------------------------------------------------------------------------------------------
+#: Each byte with its bits in reverse order (FillOrder=2 stores bytes this way).
+REVERSED_BYTES = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
+
+#: The placeholder tag tifffile writes in place of FillOrder (266), which it refuses to write;
+#: pass it in ``extratags`` and then call :func:`make_fillorder2`.
+FILLORDER_PLACEHOLDER = (267, "H", 1, 2, True)
+
+
+def make_fillorder2(path) -> None:
+    """Turn a TIFF written by tifffile with :data:`FILLORDER_PLACEHOLDER` into a FillOrder=2
+    file: rename the tag to 266 and bit-reverse every stored strip or tile byte."""
+    raw = bytearray(Path(path).read_bytes())
+    i = raw.find(struct.pack("<HHI", 267, 3, 1))
+    assert i > 0
+    raw[i:i + 2] = struct.pack("<H", 266)
+    with tifffile.TiffFile(path) as tif:
+        spans = list(zip(tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
+    for offset, count in spans:
+        raw[offset:offset + count] = REVERSED_BYTES[
+            np.frombuffer(bytes(raw[offset:offset + count]), np.uint8)].tobytes()
+    Path(path).write_bytes(raw)
+
+
 def write_tiff(path, data: np.ndarray, *, photometric="minisblack", compression=None,
                predictor=None, rowsperstrip=None, tile=None, bigtiff=False,
                byteorder="<") -> Written:

@@ -8,7 +8,6 @@ NumPy for the filters, so the layout can be compared with today's readers on any
 
 from __future__ import annotations
 
-import struct
 import zlib
 
 import h5py
@@ -19,9 +18,10 @@ import tifffile
 
 from dragon_gpu.engines.gpu.decode import _adler
 from dragon_gpu.engines.gpu.decode._plan import frame
+from tests.helpers.files import FILLORDER_PLACEHOLDER, REVERSED_BYTES, make_fillorder2
 from dragon_gpu.engines.gpu.decode._stream import _read_segments
 
-REV = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
+REV = REVERSED_BYTES
 HEIGHT, WIDTH = 37, 45
 
 
@@ -36,20 +36,6 @@ def _data(rng, kind, shape=(HEIGHT, WIDTH)):
             + rng.integers(0, 300, shape)).astype(np.uint16)
 
 
-def _fillorder2(path):
-    """Rewrite the placeholder tag 267 as FillOrder (266) = 2 and bit-reverse every stored byte."""
-    raw = bytearray(path.read_bytes())
-    i = raw.find(struct.pack("<HHI", 267, 3, 1))
-    assert i > 0
-    raw[i:i + 2] = struct.pack("<H", 266)
-    with tifffile.TiffFile(path) as tif:
-        spans = list(zip(tif.pages[0].dataoffsets, tif.pages[0].databytecounts))
-    for offset, count in spans:
-        raw[offset:offset + count] = REV[np.frombuffer(bytes(raw[offset:offset + count]),
-                                                       np.uint8)].tobytes()
-    path.write_bytes(raw)
-
-
 def write_tiff_case(path, rng, kind, compression, *, predictor=None, tile=None, rowsperstrip=5,
                     byteorder="<", fillorder2=False, level=None):
     data = _data(rng, kind)
@@ -57,13 +43,13 @@ def write_tiff_case(path, rng, kind, compression, *, predictor=None, tile=None, 
     if predictor:
         kw["predictor"] = predictor
     if fillorder2:
-        kw["extratags"] = [(267, "H", 1, 2, True)]
+        kw["extratags"] = [FILLORDER_PLACEHOLDER]
     if level is not None:
         kw["compressionargs"] = {"level": level}
     tifffile.imwrite(path, data, photometric="minisblack", compression=compression,
                      byteorder=byteorder, **kw)
     if fillorder2:
-        _fillorder2(path)
+        make_fillorder2(path)
     return data
 
 
