@@ -153,3 +153,23 @@ def test_a_results_file_of_the_previous_version_is_recomputed_and_upgraded(colon
     for pid, truth in truths.items():
         check_ok(_one_row_each(out, truths)[pid], truth)
     assert run_batch(manifest, out, workers=1).ran == 0
+
+
+def test_ids_with_unicode_line_separators_are_reused(tmp_path, capsys):
+    """Rows end at a newline only: an id holding U+2028, U+0085 or an ASCII separator is one
+    row, read back and reused, not a damaged line recomputed at every resume."""
+    ids = ["a\u2028b", "c\x1cd", "e\x85f"]
+    truths = {pid: write_pair(tmp_path / "data", f"p{i}", (31, 23), 90 + i)
+              for i, pid in enumerate(ids)}
+    manifest = tmp_path / "data" / "m.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("id", "body", "dye"))
+        writer.writerows((pid, t["body"], t["dye"]) for pid, t in truths.items())
+    out = tmp_path / "R.csv"
+    run_batch(manifest, out, workers=1, device="cpu")
+    assert sorted(r["id"] for r in read_results(out)) == sorted(ids)
+    before = out.read_bytes()
+    again = run_batch(manifest, out, workers=1, device="cpu")
+    assert (again.ran, again.skipped, again.recomputed) == (0, 3, 0)
+    assert out.read_bytes() == before

@@ -87,7 +87,9 @@ def _parse_results(path: str, data: bytes) -> tuple[list[dict], int, bool]:
     except UnicodeDecodeError:
         raise ResultsFileError("is not a results file of dragon-gpu batch (not UTF-8 text)",
                                path) from None
-    lines = text.splitlines()
+    # Rows end at "\n" only: str.splitlines would also split at \x1c-\x1e, \x85 or \u2028,
+    # which an id or a path may hold. (A row is one line: no cell holds a newline.)
+    lines = [line.removesuffix("\r") for line in text.split("\n")[:-1]]
     if not lines:
         return [], end, False
     header = tuple(next(csv.reader([lines[0]]), []))
