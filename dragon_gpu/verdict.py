@@ -11,7 +11,6 @@ from .model import Counts, Verdict
 
 DEFAULT_CUTOFF = "0.10"
 #: Decimal places a cutoff may have: far beyond what counts of 10**10 pixels can tell apart.
-MAX_CUTOFF_DIGITS = numbers.MAX_DECIMALS
 
 
 def parse_cutoff(text: str | float | Fraction) -> tuple[Fraction, str]:

@@ -51,7 +51,8 @@ def _worker_version() -> str:
 @contextmanager
 def connect(scheduler: str, workers: int | None = None, device: str = "auto",
             require_gpu: bool = False, warn: Callable[[str], None] | None = None,
-            timeout: float = CONNECT_TIMEOUT) -> Iterator[tuple[object, str]]:
+            timeout: float = CONNECT_TIMEOUT, reached: bool = False
+            ) -> Iterator[tuple[object, str]]:
     """A Dask client for ``scheduler``, and the ``device`` its tasks should use.
 
     Parameters
@@ -67,6 +68,8 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
         tasks use ``"0"``, each worker's own GPU.
     timeout : float
         Seconds to wait for the scheduler, and then for its first worker.
+    reached : bool
+        The caller has already :func:`reach`-ed ``scheduler``: skip the second TCP probe.
 
     Yields
     ------
@@ -87,7 +90,7 @@ def connect(scheduler: str, workers: int | None = None, device: str = "auto",
     else:
         target = scheduler
     try:
-        if cluster is None:
+        if cluster is None and not reached:  # reached: the caller's :func:`reach` answered
             reach(scheduler, timeout)
         try:
             client = _client(dd, target, timeout)

@@ -64,12 +64,6 @@ def count_task(body_path: str, dye_path: str, rows: RowRange,
             _backend(options.device, options.require_gpu))
 
 
-def _result(future):
-    """The task's value; a :class:`DragonError` raised on a worker is raised here as it was
-    (they pickle with their class, message and attributes)."""
-    return future.result()
-
-
 def split_rows(blocks: Sequence[RowRange], parts: int) -> list[RowRange]:
     """Group consecutive blocks into at most ``parts`` row ranges of nearly equal block counts.
 
@@ -119,7 +113,7 @@ def detect(body_path, dye_path, options: DetectOptions | None = None, *, schedul
     start = time.perf_counter()
     with connect(scheduler, workers, opts.device, opts.require_gpu) as (client, device):
         opts = replace(opts, device=device)
-        plan = _result(client.submit(plan_pair, body, dye, opts, pure=False))
+        plan = client.submit(plan_pair, body, dye, opts, pure=False).result()
         parts = TASKS_PER_THREAD * worker_threads(client)
         ranges = split_rows(plan.blocks, parts) if plan.blocks else []
         total, backends = _count_ranges(client, body, dye, ranges, opts, plan.shape[0], progress)
@@ -145,7 +139,7 @@ def _count_ranges(client, body: str, dye: str, ranges: Sequence[RowRange], opts:
         for future in as_completed(futures, loop=client.loop):
             rows = futures[future]
             try:
-                counts, backend = _result(future)
+                counts, backend = future.result()  # a worker's DragonError is raised as it was
             except KilledWorker as exc:
                 raise DistributedError(f"rows [{rows.row_start}, {rows.row_stop}) killed "
                                        f"Dask workers repeatedly ({exc}); a crash in a native "

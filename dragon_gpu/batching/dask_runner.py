@@ -26,7 +26,9 @@ def run_pairs(todo: Sequence[Pair], options: DetectOptions, emit: Emit, *, sched
     from distributed import KilledWorker
 
     crashed: list[str] = []
-    with connect(scheduler, workers, options.device, options.require_gpu) as (client, device):
+    # run_batch has reached the scheduler already (before it opened the results file).
+    with connect(scheduler, workers, options.device, options.require_gpu,
+                 reached=True) as (client, device):
         opts = replace(options, device=device)
         pending = deque(todo)
         futures: dict = {}
