@@ -105,10 +105,7 @@ def _thresholds_line(result: dict) -> str:
 
 @cli_errors
 def preview(
-    body: Annotated[str, typer.Argument(help="Body image (TIFF, HDF5 or Zarr; IMAGE#c=0 names a "
-                                             "channel).")],
-    dye: Annotated[str, typer.Argument(help="Dye image of the same shape (IMAGE#c=1 names a "
-                                            "channel).")],
+    body: Body, dye: Dye,
     output: Output, max_side: MaxSide = 2048, cutoff: Cutoff = DEFAULT_CUTOFF,
     memory: Memory = DEFAULT_MEMORY, threshold: Threshold = None,
     body_threshold: BodyThreshold = None, dye_threshold: DyeThreshold = None,

@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._bits import packed_row_bytes
 from ..io.base import MaskReader
 from ..model import RowRange
 
@@ -48,7 +49,7 @@ def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
 def _items(reader: MaskReader, width: int) -> slice:
     """Row items of a tile's first ``width`` pixels. A packed tile is a multiple of 8 pixels
     wide, so its bits stay aligned; padding bits of a last byte are left to the counting."""
-    return slice(0, -(-width // 8) if reader.packed else width)
+    return slice(0, packed_row_bytes(width) if reader.packed else width)
 
 
 def map_tiles(readers: Sequence[MaskReader], blocks: Sequence[RowRange], grid: tuple[int, int],

@@ -122,7 +122,7 @@ class TiffReader(SegmentedReader):
         height, width = int(p.imagelength), int(p.imagewidth)
         if height < 1 or width < 1:
             raise CorruptInputError(f"declares an empty image ({height} x {width})", where)
-        row_bytes = (-(-width // 8) if bits == 1 else width * (bits // 8))
+        row_bytes = packed_row_bytes(width) if bits == 1 else width * (bits // 8)
         if height * row_bytes > MAX_IMAGE_BYTES:
             # Beyond what 64-bit offsets and sizes hold: no real file, and NumPy would overflow.
             raise CorruptInputError(f"is damaged or too large: it declares {height} x {width} "
