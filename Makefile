@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11+: `make demo` and `make test`.
 # One stamp per extra: `make demo` installs only the core dependencies the demo needs, `make test`
-# (and `make install`) add the test extra; each reinstalls when pyproject.toml changes.
+# (and `make install`) add the test extra; each reinstalls (and recompiles the CPU counting
+# kernel) when pyproject.toml, setup.py or the kernel's source changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,12 +14,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(CORE_STAMP): pyproject.toml | $(BIN)/python
+$(CORE_STAMP): pyproject.toml setup.py dragon_gpu/engines/_cpu_count.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 # The test extra includes the core: its stamp stands for both.
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml setup.py dragon_gpu/engines/_cpu_count.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(CORE_STAMP)
 
@@ -31,4 +32,4 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info dragon_gpu/engines/*.so

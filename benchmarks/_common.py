@@ -7,7 +7,8 @@ import platform
 
 
 def machine() -> str:
-    """CPU model, usable cores, memory and OS, e.g. ``AMD EPYC, 2 cores, 23 GiB RAM, Linux 6.1``."""
+    """CPU model, usable cores, memory and OS, e.g. ``AMD EPYC, 2 cores, 23 GiB RAM, Linux 6.1``,
+    and what counts planes on the CPU (the compiled kernel or NumPy)."""
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as fh:
@@ -19,4 +20,11 @@ def machine() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{model}, {cores} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+    try:
+        from dragon_gpu.engines.native import kernel
+
+        counting = f"; CPU counting: {kernel()}"
+    except ImportError:
+        counting = ""
+    return (f"{model}, {cores} cores, {mem:.0f} GiB RAM, {platform.system()} "
+            f"{platform.release()}{counting}")

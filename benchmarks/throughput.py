@@ -75,8 +75,12 @@ PAIRS = {
     "u16-gray-deflate-tif": dict(fmt="tiff", encoding="u16", texture=True),
 }
 METHODS = ("naive", "blockloop", "dragon", "decode", "segments", "vips")
-#: ``zarrpy``: dragon with Zarr chunks decoded by zarr-python's path (DRAGON_GPU_ZARR_DECODE=zarr).
-EXTRA_METHODS = ("zarrpy",)
+#: ``zarrpy``: dragon with Zarr chunks decoded by zarr-python's path (DRAGON_GPU_ZARR_DECODE=zarr);
+#: ``dragonnp``: dragon with its compiled counting kernel off, NumPy counting (DRAGON_GPU_CPU_COUNT=numpy).
+EXTRA_METHODS = ("zarrpy", "dragonnp")
+#: environment a method's child process starts with (set before its imports)
+METHOD_ENV = {"zarrpy": {"DRAGON_GPU_ZARR_DECODE": "zarr"},
+              "dragonnp": {"DRAGON_GPU_CPU_COUNT": "numpy"}}
 
 
 # --- the methods (run in a child process) -------------------------------------------------------
@@ -200,9 +204,8 @@ def method_dragon(body, dye):
     return c.body, c.dye_in_body, c.dye
 
 
-def method_zarrpy(body, dye):
-    os.environ["DRAGON_GPU_ZARR_DECODE"] = "zarr"
-    return method_dragon(body, dye)
+method_zarrpy = method_dragon  # with METHOD_ENV's settings
+method_dragonnp = method_dragon
 
 
 def method_decode(body, dye):
@@ -269,6 +272,8 @@ _IMPORTS = ("numpy", "tifffile", "h5py", "imagecodecs", "dragon_gpu.pipeline", "
 
 def child(method, body, dye):
     import importlib
+
+    os.environ.update(METHOD_ENV.get(method, {}))
 
     for name in _IMPORTS + (("pyvips",) if method == "vips" else ()) + (
             ("zarr",) if str(body).endswith(".zarr") else ()):

@@ -21,6 +21,7 @@ from dragon_gpu.io import open_mask
 from dragon_gpu.io._segments import SegmentedReader
 from dragon_gpu.model import RowRange
 from dragon_gpu.pipeline import count_range, detect
+from tests.helpers.engine_cases import PAIRS, ArrayReader, numpy_counts, random_block
 from tests.helpers.files import FILLORDER_PLACEHOLDER, make_fillorder2
 
 H, W = 301, 517  # neither a multiple of any tile side below
@@ -261,3 +262,126 @@ def test_one_tile_larger_than_the_image(tmp_path, rows_path_calls):
     got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=77)
     assert _got(got) == _counts(body < 77, dye >= 77)
     assert rows_path_calls == []
+
+
+TILE = (32, 64)
+
+
+def _patchwork(seed, levels, shape=(H, W), tile=TILE):
+    """An image whose tiles are each one of ``levels`` (a uniform value) or random values from
+    0 to ``max(levels)``, both included."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(shape, np.int64)
+    hi = max(levels)
+    for r0 in range(0, shape[0], tile[0]):
+        for c0 in range(0, shape[1], tile[1]):
+            view = out[r0:r0 + tile[0], c0:c0 + tile[1]]
+            pick = rng.integers(len(levels) + 1)
+            if pick < len(levels):
+                view[...] = levels[pick]
+            else:  # random, holding both extremes, so never uniform
+                view[...] = rng.integers(0, hi + 1, view.shape)
+                view.flat[0], view.flat[-1] = 0, hi
+    return out
+
+
+@pytest.mark.parametrize("dtype,threshold,photometric", [
+    (np.uint8, 128, "minisblack"), (np.uint8, 128, "miniswhite"), (np.uint8, 1, "minisblack"),
+    (np.uint16, 32768, "minisblack"), (np.uint16, 65535, "miniswhite")])
+def test_uniform_tiles_of_every_kind(tmp_path, rows_path_calls, monkeypatch, dtype, threshold,
+                                     photometric):
+    """Tiles all inside, all outside, exactly at the threshold, one below it, or mixed, in every
+    pairing of body and dye: uniform tiles are decided from their extremes, the rest counted."""
+    from dragon_gpu.engines import cpu
+
+    full = np.iinfo(dtype).max
+    levels = [0, full, threshold - 1, threshold, min(threshold + 1, full)]
+    body, dye = (_patchwork(s, levels).astype(dtype) for s in (30, 31))
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, tile=TILE, compression="zlib",
+                         photometric=photometric)
+    counted = []
+    real = cpu._count_planes
+    monkeypatch.setattr(cpu, "_count_planes", lambda *a, **k: counted.append(1) or real(*a, **k))
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=threshold)
+    # brightness is the value for MINISBLACK and full - value for MINISWHITE
+    bb, db = ((full - x.astype(np.int64) if photometric == "miniswhite" else x.astype(np.int64))
+              for x in (body, dye))
+    assert _got(got) == _counts(bb < threshold, db >= threshold)
+    tiles = -(-H // TILE[0]) * -(-W // TILE[1])
+    assert 0 < len(counted) < tiles / 2  # most pairs had a uniform tile and skipped the full count
+    assert rows_path_calls == []
+
+
+@pytest.mark.parametrize("width", [517, 512])
+def test_uniform_one_bit_tiles(tmp_path, rows_path_calls, width):
+    """1-bit tiles all set, all clear or mixed, against 1-bit and 8-bit partners; a last tile
+    column whose width is not a multiple of 8 carries padding bits and is always counted."""
+    body = _patchwork(40, [0, 1], shape=(H, width)).astype(bool)
+    dye = _patchwork(41, [0, 1], shape=(H, width)).astype(bool)
+    gray = _patchwork(42, [0, 255, 127, 128], shape=(H, width)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "body.tif", body, tile=TILE, photometric="miniswhite",
+                     compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, tile=TILE, photometric="minisblack",
+                     compression="packbits")
+    tifffile.imwrite(tmp_path / "gray.tif", gray, tile=TILE, photometric="minisblack")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(body, dye)
+    got = detect(tmp_path / "body.tif", tmp_path / "gray.tif", device="cpu")
+    assert _got(got) == _counts(body, gray >= 128)
+    got = detect(tmp_path / "gray.tif", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(gray < 128, dye)
+    assert rows_path_calls == []
+
+
+class _TiledArray(ArrayReader):
+    """Rows in memory served as a grid of tiles; tiles past the image hold garbage (0xA5)."""
+
+    def __init__(self, data, enc, grid):
+        super().__init__(data, enc)
+        self._grid = grid
+
+    @property
+    def tile_grid(self):
+        return self._grid
+
+    def read_tile(self, band, col):
+        rows, cols = self._grid
+        items = cols // 8 if self.packed else cols
+        tile = np.full((rows, items), 0xA5, self.dtype)
+        part = self._data[band * rows:(band + 1) * rows, col * items:(col + 1) * items]
+        tile[:part.shape[0], :part.shape[1]] = part
+        return tile
+
+
+def _patch_rows(rng, tag, rows, width, grid):
+    """Rows in the storage encoding ``tag`` whose tiles are each all 0x00 / all 0xFF bytes (or
+    0 / max values), or random; packed rows keep random padding bits in their last byte."""
+    data, enc = random_block(rng, tag, rows, width, threshold=200 if tag == "u8" else 40000)
+    items = grid[1] // 8 if tag == "packed" else grid[1]
+    full = np.iinfo(data.dtype).max
+    for r0 in range(0, rows, grid[0]):
+        for c0 in range(0, data.shape[1], items):
+            pick = rng.integers(3)
+            if pick < 2:
+                data[r0:r0 + grid[0], c0:c0 + items] = (0, full)[pick]
+    if tag == "packed" and width % 8:
+        data[:, -1] |= np.uint8(0xFF >> (width % 8)) & rng.integers(0, 256, rows, np.uint8)
+    return data, enc
+
+
+@pytest.mark.parametrize("body_tag,dye_tag", PAIRS)
+@pytest.mark.parametrize("width", [517, 512])
+def test_uniform_tiles_against_numpy_with_garbage_padding(body_tag, dye_tag, width):
+    """Tile by tile against the obvious NumPy count, with random padding bits in packed rows and
+    garbage past the image: neither may count."""
+    from dragon_gpu.engines.cpu import count_tiles
+
+    rng = np.random.default_rng(width + len(body_tag) * 7 + len(dye_tag))
+    grid = (32, 64)
+    for _ in range(4):
+        body, benc = _patch_rows(rng, body_tag, H, width, grid)
+        dye, denc = _patch_rows(rng, dye_tag, H, width, grid)
+        c = count_tiles(_TiledArray(body, benc, grid), benc, _TiledArray(dye, denc, grid), denc,
+                        [RowRange(0, 100), RowRange(100, H)], grid)
+        assert (c.body, c.dye, c.dye_in_body) == numpy_counts(body, benc, dye, denc)

@@ -18,6 +18,7 @@ from .._bits import packed_row_bytes, popcount
 from ..io.base import Encoding, MaskReader
 from ..model import Counts, RowRange, Tick
 from ..streaming import prefetch
+from . import native
 from .base import Engine
 from .cpu_tiles import SLICE_PIXELS as TILE_SLICE_PIXELS
 from .cpu_tiles import bool_buffer, map_tiles, shared_grid
@@ -101,20 +102,35 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     return Counts(body=n_body, dye_in_body=both, dye=n_dye)
 
 
-def _count_planes(body, body_enc, dye, dye_enc) -> Counts:
-    width, rows = body_enc.width, body.shape[0]
-    step = max(1, SLICE_PIXELS // width)
-    bbuf = np.empty((min(step, rows), width), np.bool_)
-    dbuf = np.empty_like(bbuf)
+def _count_planes(body, body_enc, dye, dye_enc, slice_pixels: int = SLICE_PIXELS,
+                  buffers=None) -> Counts:
+    """Counts of two planes: in one pass by the compiled kernel where it was built
+    (:mod:`.native`), else with NumPy, a slice of ``slice_pixels`` at a time; ``buffers(shape)``
+    gives the two boolean temporaries of a slice (by default, new ones for this call)."""
+    fast = native.count_planes(body, body_enc, dye, dye_enc)
+    if fast is not None:
+        return fast
+    rows, width = body.shape
+    step = max(1, slice_pixels // width)
+    if buffers is None:
+        bbuf = np.empty((min(step, rows), width), np.bool_)
+        dbuf = np.empty_like(bbuf)
+        buffers = lambda shape: (bbuf[:shape[0]], dbuf[:shape[0]])  # noqa: E731
     n_body = n_dye = n_both = 0
     for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        bm = _plane_members(body[r0:r1], body_enc, bbuf[:r1 - r0])
-        dm = _plane_members(dye[r0:r1], dye_enc, dbuf[:r1 - r0])
+        bs, ds = body[r0:r0 + step], dye[r0:r0 + step]
+        bbuf_s, dbuf_s = buffers(bs.shape)
+        bm = _plane_members(bs, body_enc, bbuf_s)
+        dm = _plane_members(ds, dye_enc, dbuf_s)
         n_body += int(np.count_nonzero(bm))
         n_dye += int(np.count_nonzero(dm))
         n_both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
     return Counts(body=n_body, dye_in_body=n_both, dye=n_dye)
+
+
+def _tile_buffers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The decode thread's two boolean temporaries, reused from tile to tile."""
+    return bool_buffer(shape, 0), bool_buffer(shape, 1)
 
 
 def _plane_members(values: np.ndarray, enc: Encoding, out: np.ndarray) -> np.ndarray:
@@ -174,29 +190,66 @@ def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: 
                 blocks: Sequence[RowRange], grid: tuple[int, int],
                 progress: Tick | None = None) -> Counts:
     """Counts of ``blocks`` of a pair that shares ``grid``, tile by tile; equal to the sum of
-    :func:`dragon_gpu.engines.cpu.count_block` over the blocks."""
+    :func:`dragon_gpu.engines.cpu.count_block` over the blocks.
+
+    A tile whose pixels all share one membership (all inside or all outside the body: most body
+    tiles of a mask) is known from its smallest and largest value, two reads without
+    temporaries; the other tile of the pair is then counted alone, with no AND. The dye tile is
+    tried only when the body tile is not uniform (speckled dye seldom is), and a pair with
+    neither tile uniform is counted in full.
+    """
     encs: dict[int, tuple[Encoding, Encoding]] = {}
 
     def count(tiles, w: int) -> Counts:
         b, d = tiles
         if not (body_enc.packed or dye_enc.packed):
-            # Slices of a large tile keep the two boolean temporaries in the core's cache.
-            step = max(1, TILE_SLICE_PIXELS // w)
-            nb = nd = both = 0
-            for r0 in range(0, b.shape[0], step):
-                bs, ds = b[r0:r0 + step], d[r0:r0 + step]
-                bm = body_enc.rule.members(bs, out=bool_buffer(bs.shape, 0))
-                dm = dye_enc.rule.members(ds, out=bool_buffer(ds.shape, 1))
-                nb += int(np.count_nonzero(bm))
-                nd += int(np.count_nonzero(dm))
-                both += int(np.count_nonzero(np.logical_and(bm, dm, out=dm)))
-            return Counts(body=nb, dye_in_body=both, dye=nd)
-        pair = encs.get(w)
-        if pair is None:
-            pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
-        return count_block(b, pair[0], d, pair[1])
+            fast = native.count_planes(b, body_enc, d, dye_enc)
+            if fast is not None:  # one pass over both tiles costs less than a uniformity test
+                return fast
+        n = b.shape[0] * w
+        ub = _uniform(b, body_enc)
+        ud = _uniform(d, dye_enc) if ub is None else None
+        if ub is None and ud is None:
+            if not (body_enc.packed or dye_enc.packed):
+                return _count_planes(b, body_enc, d, dye_enc, TILE_SLICE_PIXELS, _tile_buffers)
+            pair = encs.get(w)
+            if pair is None:
+                pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
+            return count_block(b, pair[0], d, pair[1])
+        # One tile is uniform: the other is counted alone, and it gives the dye in body.
+        nb = _count_members(b, body_enc, w) if ub is None else n if ub else 0
+        nd = _count_members(d, dye_enc, w) if ud is None else n if ud else 0
+        if ub is False or ud is False:
+            both = 0
+        else:  # one of them is all members: the other's members are the dye in body
+            both = nd if ub else nb
+        return Counts(body=nb, dye_in_body=both, dye=nd)
 
     total = Counts()
     for c in map_tiles((body, dye), blocks, grid, count, progress):
         total = total + c
     return total
+
+
+def _uniform(values: np.ndarray, enc: Encoding) -> bool | None:
+    """The membership every pixel of a tile's ``values`` shares, or None when it varies."""
+    if not enc.packed:
+        return enc.rule.uniform(values)
+    # Bytes all 0xFF or all 0x00 hold only set or only clear pixels, whatever the padding bits.
+    lo, hi = int(values.min()), int(values.max())
+    if lo != hi or lo not in (0, 0xFF):
+        return None
+    return (lo == 0xFF) == enc.rule.high  # a set bit is a member under a high rule
+
+
+def _count_members(values: np.ndarray, enc: Encoding, width: int) -> int:
+    """Members among a tile's ``width`` pixels a row (one input of :func:`count_block`)."""
+    if enc.packed:
+        bits = popcount(values)
+        if width % 8:
+            bits -= popcount(np.bitwise_and(values[:, -1], np.uint8(0xFF >> (width % 8))))
+        return bits if enc.rule.high else values.shape[0] * width - bits
+    step = max(1, TILE_SLICE_PIXELS // width)
+    return sum(int(np.count_nonzero(enc.rule.members(values[r0:r0 + step],
+                                                     out=bool_buffer(values[r0:r0 + step].shape, 0))))
+               for r0 in range(0, values.shape[0], step))

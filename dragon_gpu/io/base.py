@@ -62,6 +62,15 @@ class PixelRule:
         op = np.greater_equal if self.high else np.less
         return op(values, self.threshold, out=out)
 
+    def uniform(self, values: np.ndarray) -> bool | None:
+        """The membership every one of ``values`` shares, or None when it varies.
+
+        A rule is one threshold, so the smallest and the largest value decide: two reads of
+        ``values`` and no temporaries, against a boolean array and a count for :meth:`members`.
+        """
+        ends = self.members(np.array([values.min(), values.max()], values.dtype))
+        return bool(ends[0]) if ends[0] == ends[1] else None
+
 
 @dataclass(frozen=True)
 class Encoding(_RowLayout):
