@@ -321,7 +321,11 @@ def test_help_and_version_as_a_subprocess():
     for command in COMMANDS:
         assert command in proc.stdout
     proc = subprocess_cli("--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"dragon-gpu {dragon_gpu.__version__}"
+    from dragon_gpu.engines.native import kernel
+
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == [f"dragon-gpu {dragon_gpu.__version__}",
+                                        f"CPU counting: {kernel()}"]
 
 
 def test_demo():

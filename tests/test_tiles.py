@@ -285,13 +285,26 @@ def _patchwork(seed, levels, shape=(H, W), tile=TILE):
     return out
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def counting(request, monkeypatch):
+    """Each test twice: with the compiled counting kernel (where it is built) and without."""
+    from dragon_gpu.engines import native
+
+    if request.param == "compiled" and not native.available():
+        pytest.skip("the compiled CPU kernel is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(native, "_kernel", None)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype,threshold,photometric", [
     (np.uint8, 128, "minisblack"), (np.uint8, 128, "miniswhite"), (np.uint8, 1, "minisblack"),
     (np.uint16, 32768, "minisblack"), (np.uint16, 65535, "miniswhite")])
-def test_uniform_tiles_of_every_kind(tmp_path, rows_path_calls, monkeypatch, dtype, threshold,
-                                     photometric):
+def test_uniform_tiles_of_every_kind(tmp_path, rows_path_calls, monkeypatch, counting, dtype,
+                                     threshold, photometric):
     """Tiles all inside, all outside, exactly at the threshold, one below it, or mixed, in every
-    pairing of body and dye: uniform tiles are decided from their extremes, the rest counted."""
+    pairing of body and dye: without the compiled kernel, uniform tiles are decided from their
+    extremes and the rest counted."""
     from dragon_gpu.engines import cpu
 
     full = np.iinfo(dtype).max
@@ -309,12 +322,15 @@ def test_uniform_tiles_of_every_kind(tmp_path, rows_path_calls, monkeypatch, dty
               for x in (body, dye))
     assert _got(got) == _counts(bb < threshold, db >= threshold)
     tiles = -(-H // TILE[0]) * -(-W // TILE[1])
-    assert 0 < len(counted) < tiles / 2  # most pairs had a uniform tile and skipped the full count
+    if counting == "numpy":  # most pairs had a uniform tile and skipped the full count
+        assert 0 < len(counted) < tiles / 2
+    else:  # one compiled pass over every pair
+        assert len(counted) == tiles
     assert rows_path_calls == []
 
 
 @pytest.mark.parametrize("width", [517, 512])
-def test_uniform_one_bit_tiles(tmp_path, rows_path_calls, width):
+def test_uniform_one_bit_tiles(tmp_path, rows_path_calls, counting, width):
     """1-bit tiles all set, all clear or mixed, against 1-bit and 8-bit partners; a last tile
     column whose width is not a multiple of 8 carries padding bits and is always counted."""
     body = _patchwork(40, [0, 1], shape=(H, width)).astype(bool)
@@ -372,7 +388,7 @@ def _patch_rows(rng, tag, rows, width, grid):
 
 @pytest.mark.parametrize("body_tag,dye_tag", PAIRS)
 @pytest.mark.parametrize("width", [517, 512])
-def test_uniform_tiles_against_numpy_with_garbage_padding(body_tag, dye_tag, width):
+def test_uniform_tiles_against_numpy_with_garbage_padding(counting, body_tag, dye_tag, width):
     """Tile by tile against the obvious NumPy count, with random padding bits in packed rows and
     garbage past the image: neither may count."""
     from dragon_gpu.engines.cpu import count_tiles

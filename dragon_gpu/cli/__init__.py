@@ -38,13 +38,17 @@ app = typer.Typer(
 
 def _version(value: bool):
     if value:
+        from ..engines.native import kernel
+
         typer.echo(f"dragon-gpu {__version__}")
+        typer.echo(f"CPU counting: {kernel()}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+                                       help="Print the version and what counts on the CPU "
+                                            "(the compiled kernel or NumPy), and exit.")):
     pass
 
 

@@ -63,8 +63,32 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
     if not (body_enc.packed or dye_enc.packed):
         return _count_planes(body, body_enc, dye, dye_enc)
     width, rows = body_enc.width, body.shape[0]
-    # A plane opposite packed bits is packed first (slice by slice), with its rule applied, so
-    # both sides are bits whose "set" may or may not mean member.
+    bits = native.count_bits(body, dye, width) if body_enc.packed and dye_enc.packed else None
+    if bits is not None:
+        b, d, bd = bits
+    else:
+        b, d, bd = _count_bits_numpy(body, body_enc, dye, dye_enc)
+    n = rows * width
+    bh = body_enc.rule.high or not body_enc.packed
+    dh = dye_enc.rule.high or not dye_enc.packed
+    n_body = b if bh else n - b
+    n_dye = d if dh else n - d
+    if bh and dh:
+        both = bd
+    elif bh:
+        both = b - bd
+    elif dh:
+        both = d - bd
+    else:
+        both = n - b - d + bd
+    return Counts(body=n_body, dye_in_body=both, dye=n_dye)
+
+
+def _count_bits_numpy(body, body_enc, dye, dye_enc) -> tuple[int, int, int]:
+    """Set bits of body, dye and body & dye over the valid pixels, with NumPy; a plane opposite
+    packed bits is packed first (slice by slice), with its rule applied, so both sides are bits
+    whose "set" may or may not mean member."""
+    width, rows = body_enc.width, body.shape[0]
     if body_enc.packed and dye_enc.packed:
         step = max(1, SLICE_PACKED_BYTES // packed_row_bytes(width))
     else:
@@ -86,20 +110,7 @@ def count_block(body: np.ndarray, body_enc: Encoding, dye: np.ndarray, dye_enc: 
         qbd = (popcount(np.bitwise_and(np.bitwise_and(bl, dl), pad))
                if bl is not None and dl is not None else 0)
         b, d, bd = b - qb, d - qd, bd - qbd
-    n = rows * width
-    bh = body_enc.rule.high or not body_enc.packed
-    dh = dye_enc.rule.high or not dye_enc.packed
-    n_body = b if bh else n - b
-    n_dye = d if dh else n - d
-    if bh and dh:
-        both = bd
-    elif bh:
-        both = b - bd
-    elif dh:
-        both = d - bd
-    else:
-        both = n - b - d + bd
-    return Counts(body=n_body, dye_in_body=both, dye=n_dye)
+    return b, d, bd
 
 
 def _count_planes(body, body_enc, dye, dye_enc, slice_pixels: int = SLICE_PIXELS,
@@ -192,7 +203,9 @@ def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: 
     """Counts of ``blocks`` of a pair that shares ``grid``, tile by tile; equal to the sum of
     :func:`dragon_gpu.engines.cpu.count_block` over the blocks.
 
-    A tile whose pixels all share one membership (all inside or all outside the body: most body
+    Where the compiled kernel is built (:mod:`.native`), a pair of tiles of the same layout is
+    counted in one pass over both. Otherwise (and for a 1-bit tile opposite a plane), a tile
+    whose pixels all share one membership (all inside or all outside the body: most body
     tiles of a mask) is known from its smallest and largest value, two reads without
     temporaries; the other tile of the pair is then counted alone, with no AND. The dye tile is
     tried only when the body tile is not uniform (speckled dye seldom is), and a pair with
@@ -200,22 +213,28 @@ def count_tiles(body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: 
     """
     encs: dict[int, tuple[Encoding, Encoding]] = {}
 
+    def encodings(w: int) -> tuple[Encoding, Encoding]:
+        pair = encs.get(w)
+        if pair is None:
+            pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
+        return pair
+
+    same_layout = body_enc.packed == dye_enc.packed
+
     def count(tiles, w: int) -> Counts:
         b, d = tiles
-        if not (body_enc.packed or dye_enc.packed):
-            fast = native.count_planes(b, body_enc, d, dye_enc)
-            if fast is not None:  # one pass over both tiles costs less than a uniformity test
-                return fast
+        if same_layout and native.available():
+            # one compiled pass over both tiles costs less than a uniformity test
+            eb, ed = encodings(w)
+            return count_block(b, eb, d, ed)
         n = b.shape[0] * w
         ub = _uniform(b, body_enc)
         ud = _uniform(d, dye_enc) if ub is None else None
         if ub is None and ud is None:
             if not (body_enc.packed or dye_enc.packed):
                 return _count_planes(b, body_enc, d, dye_enc, TILE_SLICE_PIXELS, _tile_buffers)
-            pair = encs.get(w)
-            if pair is None:
-                pair = encs[w] = (replace(body_enc, width=w), replace(dye_enc, width=w))
-            return count_block(b, pair[0], d, pair[1])
+            eb, ed = encodings(w)
+            return count_block(b, eb, d, ed)
         # One tile is uniform: the other is counted alone, and it gives the dye in body.
         nb = _count_members(b, body_enc, w) if ub is None else n if ub else 0
         nd = _count_members(d, dye_enc, w) if ud is None else n if ud else 0
