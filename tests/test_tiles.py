@@ -401,3 +401,56 @@ def test_uniform_tiles_against_numpy_with_garbage_padding(counting, body_tag, dy
         c = count_tiles(_TiledArray(body, benc, grid), benc, _TiledArray(dye, denc, grid), denc,
                         [RowRange(0, 100), RowRange(100, H)], grid)
         assert (c.body, c.dye, c.dye_in_body) == numpy_counts(body, benc, dye, denc)
+
+
+@pytest.mark.parametrize("rows_per_strip", [1, 16, 64, H])
+def test_strips_of_one_height_are_counted_strip_by_strip(tmp_path, rows_path_calls, counting,
+                                                         rows_per_strip):
+    """Full-width strips of the same height form a grid one tile wide: no rows are assembled,
+    the short last strip counts only its rows."""
+    body, dye = _patchwork(50, [0, 255, 127, 128]).astype(np.uint8), _gray(51)
+    for name, data in (("body", body), ("dye", dye)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, rowsperstrip=rows_per_strip,
+                         compression="zlib", photometric="minisblack")
+    ticks = []
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu", threshold=128,
+                 progress=lambda done, total: ticks.append(done))
+    assert _got(got) == _counts(body < 128, dye >= 128)
+    assert rows_path_calls == [] and ticks[-1] == H
+
+
+@pytest.mark.parametrize("width", [517, 512])
+def test_one_bit_strips_and_full_width_hdf5_chunks(tmp_path, rows_path_calls, counting, width):
+    rng = np.random.default_rng(width)
+    body, dye = rng.random((H, width)) < 0.6, rng.random((H, width)) < 0.3
+    tifffile.imwrite(tmp_path / "body.tif", body, rowsperstrip=32, photometric="miniswhite",
+                     compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, rowsperstrip=32, photometric="minisblack")
+    got = detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")
+    assert _got(got) == _counts(body, dye)
+    gb, gd = _gray(52, np.uint16, (H, width)), _gray(53, np.uint16, (H, width))
+    _h5(tmp_path / "body.h5", gb, (40, width), compression="gzip")
+    _h5(tmp_path / "dye.h5", gd, (40, width), compression="gzip", shuffle=True)
+    got = detect(tmp_path / "body.h5", tmp_path / "dye.h5", device="cpu", threshold=30000)
+    assert _got(got) == _counts(gb < 30000, gd >= 30000)
+    assert rows_path_calls == []
+
+
+def test_strips_that_do_not_fit_take_the_row_path(tmp_path, rows_path_calls, monkeypatch):
+    """Strips of other heights, or strips larger than the blocks the memory budget allows,
+    are read as rows, with the same counts."""
+    from dragon_gpu.io import _decode
+
+    body, dye = _gray(54), _gray(55)
+    tifffile.imwrite(tmp_path / "body.tif", body, rowsperstrip=16, compression="zlib")
+    tifffile.imwrite(tmp_path / "dye.tif", dye, rowsperstrip=32, compression="zlib")
+    tifffile.imwrite(tmp_path / "dye16.tif", dye, rowsperstrip=16, compression="zlib")
+    want = _counts(body < 128, dye >= 128)
+    assert _got(detect(tmp_path / "body.tif", tmp_path / "dye.tif", device="cpu")) == want
+    assert rows_path_calls
+    rows_path_calls.clear()
+    # 64 decode threads, each holding a strip of both inputs, against a ring of 2 blocks
+    monkeypatch.setattr(_decode, "decode_workers", lambda: 64)
+    assert _got(detect(tmp_path / "body.tif", tmp_path / "dye16.tif", device="cpu",
+                       block_rows=32)) == want
+    assert rows_path_calls

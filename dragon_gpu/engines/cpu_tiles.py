@@ -6,8 +6,10 @@ When every input of a pass exposes the same grid of tiles (:attr:`MaskReader.til
 tiles, HDF5 chunks narrower than the image), one task on the decode pool decodes the tiles at one
 grid position of every input and counts (or histograms) them at once, while they are in the
 cache. Rows are never assembled: the row path's copy of every tile into a block, and the second
-pass over that block to count it, are gone. Any other pair (different grids, strips, a reader
-without tiles such as Zarr or the preview's) takes the row path.
+pass over that block to count it, are gone. Full-width strips of one height
+(:attr:`MaskReader.strip_rows`) form a grid one tile wide, which the CPU engine counts the same
+way when they are small against its blocks. Any other pair (different grids, strips too tall for
+the blocks, a reader without tiles such as Zarr or the preview's) takes the row path.
 
 The result is exactly the row path's: a tile is cropped to the rows of its block and to the
 image before it is counted, so padding beyond the image never counts, and every pixel of every
@@ -44,6 +46,18 @@ def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
     if grid is None or any(r.shape != readers[0].shape for r in readers):
         return None
     return grid
+
+
+def shared_strips(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
+    """The grid (strip rows, image width) of full-width strips all ``readers`` share (TIFF
+    strips, HDF5 chunks as wide as the image, of one height), or None."""
+    rows = {getattr(r, "strip_rows", None) for r in readers}
+    if len(rows) != 1:
+        return None
+    n = rows.pop()
+    if n is None or any(r.shape != readers[0].shape for r in readers):
+        return None
+    return n, readers[0].shape[1]
 
 
 def _items(reader: MaskReader, width: int) -> slice:

@@ -143,6 +143,16 @@ class MaskReader(_RowLayout, abc.ABC):
         """
         return None
 
+    @property
+    def strip_rows(self) -> int | None:
+        """Rows of the full-width units (strips, HDF5 chunks as wide as the image) when
+        :meth:`read_tile` decodes them one at a time, as ``read_tile(band, 0)``; else None.
+
+        The CPU engine counts a pair of the same strip height strip by strip, like tiles, when
+        the strips are small against its blocks (:func:`.engines.cpu_tiles.shared_strips`).
+        """
+        return None
+
     def read_tile(self, band: int, col: int) -> np.ndarray:
         """The decoded tile at grid position (``band``, ``col``), shape ``(rows, items)`` of
         full tiles: edge tiles include their padding beyond the image, which never counts.

@@ -346,6 +346,10 @@ class Hdf5Reader(SegmentedReader):
             return None
         return self.seg_rows, self.seg_cols * 8 if self.packed else self.seg_cols
 
+    @property
+    def strip_rows(self) -> int | None:
+        return self.seg_rows if self._parallel and self.seg_cols >= self.row_items else None
+
     def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         nbytes = seg.rows * seg.cols * self._itemsize
         try:

@@ -257,6 +257,10 @@ class TiffReader(SegmentedReader):
         """Tiles in pixels (a 1-bit tile is a multiple of 8 pixels wide); strips: None."""
         return (self._seg_rows, self._seg_cols) if self._tiled else None
 
+    @property
+    def strip_rows(self) -> int | None:
+        return None if self._tiled else self._seg_rows
+
     def decode_segment(self, seg: Segment, dest: np.ndarray | None = None) -> np.ndarray:
         # A strip at the bottom edge holds only the rows left; tiles are always full size.
         rows = seg.rows if self._tiled else min(seg.rows, self.height - seg.row0)
