@@ -454,3 +454,23 @@ def test_strips_that_do_not_fit_take_the_row_path(tmp_path, rows_path_calls, mon
     assert _got(detect(tmp_path / "body.tif", tmp_path / "dye16.tif", device="cpu",
                        block_rows=32)) == want
     assert rows_path_calls
+
+
+@pytest.mark.parametrize("rows_per_strip", [16, 61])
+def test_strip_histograms_are_walked_strip_by_strip(tmp_path, rows_path_calls, rows_per_strip):
+    """The histogram pass of the threshold methods walks strips of one height like tiles."""
+    from dragon_gpu.engines.cpu_hist import stream_histogram
+
+    body, dye = _gray(56), _gray(57)
+    body16 = _gray(58, np.uint16)
+    for name, data in (("body", body), ("dye", dye), ("body16", body16)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, rowsperstrip=rows_per_strip,
+                         compression="zlib")
+    with open_mask(tmp_path / "body.tif") as b, open_mask(tmp_path / "dye.tif") as d, \
+            open_mask(tmp_path / "body16.tif") as b16:
+        blocks = [RowRange(0, 100), RowRange(100, H)]
+        want = np.bincount((body.astype(np.int64) << 8 | dye).ravel(), minlength=1 << 16)
+        assert np.array_equal(stream_histogram((b, d), blocks, 2), want)
+        assert np.array_equal(stream_histogram((b16,), blocks, 2),
+                              np.bincount(body16.ravel(), minlength=1 << 16))
+    assert rows_path_calls == []

@@ -21,7 +21,7 @@ from ..streaming import prefetch
 from . import native
 from .base import Engine
 from .cpu_tiles import SLICE_PIXELS as TILE_SLICE_PIXELS
-from .cpu_tiles import bool_buffer, map_tiles, shared_grid, shared_strips
+from .cpu_tiles import bool_buffer, map_tiles, walk_grid
 
 #: pixels per slice of planes: large enough to amortise NumPy call overhead, small enough that
 #: the boolean temporaries stay in L2.
@@ -173,7 +173,7 @@ class CpuEngine(Engine):
 
     def count_pair(self, body: MaskReader, body_enc: Encoding, dye: MaskReader, dye_enc: Encoding,
                    blocks: Sequence[RowRange], progress: Tick | None = None) -> Counts:
-        grid = shared_grid((body, dye)) or self._strip_grid(body, dye, blocks)
+        grid = walk_grid((body, dye), blocks, self.prefetch_depth)
         if grid is not None:  # both inputs are tiles (or strips) of one grid: count one by one
             return count_tiles(body, body_enc, dye, dye_enc, blocks, grid, progress)
         total = Counts()
@@ -190,19 +190,6 @@ class CpuEngine(Engine):
                 if progress is not None:
                     progress(rows.rows)
         return total
-
-    def _strip_grid(self, body: MaskReader, dye: MaskReader,
-                    blocks: Sequence[RowRange]) -> tuple[int, int] | None:
-        """The strips of a pair as a grid one tile wide, when counting them one by one holds no
-        more memory than the row path's ring: each decode thread keeps one decoded strip of each
-        input (and its compressed bytes), the ring ``prefetch_depth`` blocks of each."""
-        from ..io._decode import decode_workers
-
-        grid = shared_strips((body, dye))
-        if grid is None or not blocks:
-            return None
-        block_rows = max(b.rows for b in blocks)
-        return grid if decode_workers() * grid[0] <= self.prefetch_depth * block_rows else None
 
     def histogram(self, readers: Sequence[MaskReader], blocks: Sequence[RowRange],
                   progress: Tick | None = None) -> np.ndarray:

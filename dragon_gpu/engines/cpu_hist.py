@@ -22,7 +22,7 @@ import numpy as np
 from ..io.base import MaskReader, PixelRule
 from ..model import Counts, RowRange, Tick
 from ..streaming import prefetch
-from .cpu_tiles import map_tiles, shared_grid
+from .cpu_tiles import map_tiles, walk_grid
 
 #: pixels per slice: the uint16 keys of a slice (1 MiB) stay in L2 while bincount reads them.
 SLICE_PIXELS = 1 << 19
@@ -112,9 +112,10 @@ def stream_histogram(readers: Sequence[MaskReader], blocks: Sequence[RowRange], 
 
     Blocks are read ahead on a background thread and each is cut into ``threads`` row slices
     histogrammed concurrently (bincount releases the GIL), as the CPU counting engine does.
-    Inputs that share a tile grid are histogrammed tile by tile (:mod:`.cpu_tiles`).
+    Inputs that share a tile grid (or small strips of one height) are histogrammed tile by
+    tile (:func:`.cpu_tiles.walk_grid`).
     """
-    grid = shared_grid(tuple(readers))
+    grid = walk_grid(tuple(readers), blocks, prefetch_depth)
     if grid is not None:
         return histogram_tiles(tuple(readers), blocks, grid, progress)
     fn = histogram_block if len(readers) == 1 else joint_histogram_block

@@ -7,8 +7,8 @@ tiles, HDF5 chunks narrower than the image), one task on the decode pool decodes
 grid position of every input and counts (or histograms) them at once, while they are in the
 cache. Rows are never assembled: the row path's copy of every tile into a block, and the second
 pass over that block to count it, are gone. Full-width strips of one height
-(:attr:`MaskReader.strip_rows`) form a grid one tile wide, which the CPU engine counts the same
-way when they are small against its blocks. Any other pair (different grids, strips too tall for
+(:attr:`MaskReader.strip_rows`) form a grid one tile wide, walked the same way when they are
+small against the blocks (:func:`walk_grid`). Any other pair (different grids, strips too tall for
 the blocks, a reader without tiles such as Zarr or the preview's) takes the row path.
 
 The result is exactly the row path's: a tile is cropped to the rows of its block and to the
@@ -37,27 +37,44 @@ QUEUE_PER_THREAD = 4
 SLICE_PIXELS = 1 << 18
 
 
+def _shared(readers: Sequence[MaskReader], attr: str):
+    """The value of ``attr`` all ``readers`` share when it is not None and they have one shape."""
+    values = {getattr(r, attr, None) for r in readers}
+    if len(values) != 1 or any(r.shape != readers[0].shape for r in readers):
+        return None
+    return values.pop()
+
+
 def shared_grid(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
     """The tile grid (rows, pixel columns) all ``readers`` share, or None (use rows)."""
-    grids = {getattr(r, "tile_grid", None) for r in readers}
-    if len(grids) != 1:
-        return None
-    grid = grids.pop()
-    if grid is None or any(r.shape != readers[0].shape for r in readers):
-        return None
-    return grid
+    return _shared(readers, "tile_grid")
 
 
 def shared_strips(readers: Sequence[MaskReader]) -> tuple[int, int] | None:
     """The grid (strip rows, image width) of full-width strips all ``readers`` share (TIFF
     strips, HDF5 chunks as wide as the image, of one height), or None."""
-    rows = {getattr(r, "strip_rows", None) for r in readers}
-    if len(rows) != 1:
+    rows = _shared(readers, "strip_rows")
+    return None if rows is None else (rows, readers[0].shape[1])
+
+
+def walk_grid(readers: Sequence[MaskReader], blocks: Sequence[RowRange],
+              prefetch_depth: int) -> tuple[int, int] | None:
+    """The grid a pass over ``blocks`` walks with :func:`map_tiles`, or None (read rows).
+
+    A shared tile grid always; shared strips only when walking them holds no more memory than
+    the row path's ring: each decode thread keeps one decoded strip of every input (and its
+    compressed bytes), the ring ``prefetch_depth`` blocks of every input.
+    """
+    from ..io._decode import decode_workers
+
+    grid = shared_grid(readers)
+    if grid is not None:
+        return grid
+    grid = shared_strips(readers)
+    if grid is None or not blocks:
         return None
-    n = rows.pop()
-    if n is None or any(r.shape != readers[0].shape for r in readers):
-        return None
-    return n, readers[0].shape[1]
+    block_rows = max(b.rows for b in blocks)
+    return grid if decode_workers() * grid[0] <= prefetch_depth * block_rows else None
 
 
 def _items(reader: MaskReader, width: int) -> slice:

@@ -149,7 +149,7 @@ class MaskReader(_RowLayout, abc.ABC):
         :meth:`read_tile` decodes them one at a time, as ``read_tile(band, 0)``; else None.
 
         The CPU engine counts a pair of the same strip height strip by strip, like tiles, when
-        the strips are small against its blocks (:func:`.engines.cpu_tiles.shared_strips`).
+        the strips are small against its blocks (:func:`.engines.cpu_tiles.walk_grid`).
         """
         return None
 
